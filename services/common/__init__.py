@@ -1,0 +1,1 @@
+"""Pieces every segstream process shares: settings, broker clients, metrics."""

@@ -1,0 +1,105 @@
+"""One typed settings object for every segstream process.
+
+Values come, highest priority first, from keyword arguments, environment variables prefixed
+``SEGSTREAM_`` (``SEGSTREAM_KAFKA_PORT=19092``), and an optional TOML file named by
+``SEGSTREAM_CONFIG`` (keys are the field names: ``kafka_port = 19092``). Build it once at the
+edge of a process (the CLI) and pass it in; no module reads it globally.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "SEGSTREAM_CONFIG"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "segstream"
+
+
+class ConfigFileError(ValueError):
+    """The settings file named by SEGSTREAM_CONFIG is missing or unreadable."""
+
+
+class Settings(BaseSettings):
+    """Settings of the local infrastructure and the services.
+
+    Ports are TCP ports on ``host`` (loopback by default: nothing the local tools start
+    listens beyond it).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SEGSTREAM_", extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_bootstrap: str | None = Field(
+        None, description="host:port list of an existing cluster; the local broker otherwise"
+    )
+    kafka_version: str = "4.4.0"
+    kafka_heap: str = "512m"
+    registry_partitions: int = Field(12, ge=1)
+    frames_partitions: int = Field(12, ge=1)
+    frame_max_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024)
+
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_password: SecretStr | None = Field(
+        None, description="the local server's generated password is used when unset"
+    )
+    redis_url: str | None = Field(None, description="redis:// URL of an existing server")
+    redis_stream_maxlen: int = Field(10_000, ge=1)
+
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    metrics_port: int = Field(9400, ge=0, le=65535)
+    scrape_targets: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:9400", "127.0.0.1:9401", "127.0.0.1:9402"],
+        description="host:port of every process whose /metrics Prometheus scrapes",
+    )
+
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    run_dir: Path | None = Field(None, description="data, logs and pid files of `segstream infra`")
+    maven_repo: str | None = Field(None, description="Maven repository URL; Maven Central if unset")
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def infra_dir(self) -> Path:
+        """Folder of the local servers' data, logs and pid files."""
+        return self.run_dir if self.run_dir is not None else self.cache_dir / "run"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get(CONFIG_ENV)
+        if path:
+            file = Path(path)
+            if not file.is_file():
+                raise ConfigFileError(f"{CONFIG_ENV}={path}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=file))
+        return tuple(sources)
