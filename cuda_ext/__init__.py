@@ -1,0 +1,78 @@
+"""The compiled ops of segstream: C++ CPU kernels and CUDA kernels.
+
+``python -m cuda_ext.build`` (or ``segstream ops build``) compiles ``csrc/`` with
+``torch.utils.cpp_extension`` into ``cuda_ext/_build/``. Nothing happens at import time;
+the library is loaded on first use by :func:`available`, and the Python fronts in
+``segcore.ops`` fall back to their PyTorch references when it is absent.
+Set ``SEGSTREAM_OPS_LIBRARY`` to load a library built elsewhere; set it to ``off`` to force
+the references.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+LIBRARY_NAME = "segstream_ops"
+BUILD_DIR = Path(__file__).resolve().parent / "_build"
+_ENV = "SEGSTREAM_OPS_LIBRARY"
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def library_path() -> Path:
+    """Where the compiled library is looked for."""
+    override = os.environ.get(_ENV)
+    if override and override != "off":
+        return Path(override)
+    return BUILD_DIR / f"{LIBRARY_NAME}.so"
+
+
+def load() -> None:
+    """Load the compiled library into ``torch.ops.cuda_ext``; raise if it cannot be."""
+    import torch
+
+    with _lock:
+        if _state.get("loaded"):
+            return
+        path = library_path()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"compiled ops not built: {path} is missing; run `segstream ops build`"
+            )
+        torch.ops.load_library(str(path))
+        from cuda_ext import _fakes
+
+        _fakes.register()
+        _state["loaded"] = True
+
+
+def available() -> bool:
+    """True when the compiled library is built and loaded (False, not an error, otherwise)."""
+    if os.environ.get(_ENV) == "off":
+        return False
+    if "available" not in _state:
+        try:
+            load()
+            _state["available"] = True
+        except (OSError, RuntimeError) as exc:
+            _state["available"] = False
+            _state["error"] = str(exc)
+    return bool(_state["available"])
+
+
+def load_error() -> str | None:
+    """Why :func:`available` said False, when it tried and failed."""
+    error = _state.get("error")
+    return None if error is None else str(error)
+
+
+def has_cuda_kernels() -> bool:
+    """True when the loaded library carries CUDA kernels (built with nvcc)."""
+    if not available():
+        return False
+    import torch
+
+    return bool(torch._C._dispatch_has_kernel_for_dispatch_key("cuda_ext::paste_masks", "CUDA"))

@@ -1,0 +1,65 @@
+// paste_masks, CPU kernel: rows of all masks in parallel, each row visiting only its box.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "checks.h"
+#include "paste_masks.h"
+
+namespace cuda_ext {
+namespace paste_masks {
+namespace {
+
+at::Tensor paste_masks_cpu(
+    const at::Tensor& masks_in, const at::Tensor& boxes_in, int64_t height, int64_t width,
+    int64_t padding) {
+  check_inputs(masks_in, boxes_in, height, width, padding);
+  TORCH_CHECK(masks_in.device().is_cpu(), "paste_masks_cpu: masks must be a CPU tensor");
+  const int64_t n = masks_in.size(0);
+  const int64_t m = masks_in.size(2);
+  at::Tensor out = at::zeros({n, 1, height, width}, masks_in.options());
+  if (n == 0 || height == 0 || width == 0) {
+    return out;
+  }
+  const at::Tensor masks = masks_in.contiguous();
+  const at::Tensor boxes = boxes_in.contiguous();
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, masks.scalar_type(), "paste_masks_cpu", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const scalar_t* mask_data = masks.data_ptr<scalar_t>();
+        const int64_t* box_data = boxes.data_ptr<int64_t>();
+        scalar_t* out_data = out.data_ptr<scalar_t>();
+        at::parallel_for(0, n * height, 16, [&](int64_t begin, int64_t end) {
+          for (int64_t row = begin; row < end; ++row) {
+            const int64_t k = row / height;
+            const int64_t y = row % height;
+            const int64_t* box = box_data + 4 * k;
+            if (y < box[1] || y > box[3]) {
+              continue;
+            }
+            const int64_t x_begin = std::max<int64_t>(box[0], 0);
+            const int64_t x_end = std::min<int64_t>(box[2] + 1, width);
+            const scalar_t* mask = mask_data + k * m * m;
+            scalar_t* out_row = out_data + row * width;
+            for (int64_t x = x_begin; x < x_end; ++x) {
+              out_row[x] = static_cast<scalar_t>(
+                  pixel<scalar_t, acc_t>(mask, m, padding, box, y, x));
+            }
+          }
+        });
+      });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cuda_ext, CPU, m) {
+  m.impl("paste_masks", &paste_masks_cpu);
+}
+
+}  // namespace paste_masks
+}  // namespace cuda_ext

@@ -1,0 +1,5 @@
+"""segcore: the model library of segstream (pure PyTorch, no service dependencies)."""
+
+from segcore.registry import build, list_models, register
+
+__all__ = ["build", "list_models", "register"]

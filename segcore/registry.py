@@ -1,0 +1,59 @@
+"""The architecture registry.
+
+A registered builder is a callable ``builder(*, num_classes: int | None, **overrides) ->
+torch.nn.Module`` that returns the model in eval mode on the CPU; :func:`build` then loads
+``weights`` (a path or a state dict in the format users already have) and moves the model to
+``device``. Registering a name twice is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+Builder = Callable[..., torch.nn.Module]
+Loader = Callable[[torch.nn.Module, "str | Path | dict[str, Any]"], None]
+
+_BUILDERS: dict[str, tuple[Builder, Loader | None]] = {}
+
+
+def register(name: str, *, loader: Loader | None = None) -> Callable[[Builder], Builder]:
+    """Decorator adding an architecture builder (and its weights loader) under ``name``."""
+
+    def add(builder: Builder) -> Builder:
+        if name in _BUILDERS:
+            raise ValueError(f"architecture {name!r} is already registered")
+        _BUILDERS[name] = (builder, loader)
+        return builder
+
+    return add
+
+
+def list_models() -> list[str]:
+    """Names of the registered architectures, sorted."""
+    return sorted(_BUILDERS)
+
+
+def build(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    weights: str | Path | dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    **overrides: Any,
+) -> torch.nn.Module:
+    """Build the architecture ``name`` in eval mode (see the module docstring)."""
+    try:
+        builder, loader = _BUILDERS[name]
+    except KeyError:
+        known = ", ".join(list_models()) or "none registered"
+        raise KeyError(f"unknown model {name!r}; known models: {known}") from None
+    model = builder(num_classes=num_classes, **overrides)
+    if weights is not None:
+        if loader is None:
+            raise ValueError(f"model {name!r} has no weights loader")
+        loader(model, weights)
+    return model.eval().to(device)
