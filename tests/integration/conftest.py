@@ -1,0 +1,56 @@
+"""Real Kafka, Redis and Prometheus for the integration tier.
+
+One set of servers per test session, on free loopback ports with their own folder, started
+and stopped through ``services.infra`` (the code behind ``segstream infra``). The Kafka jar
+cache is the user's, so a machine resolves it once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import Settings
+from services.infra import Infra
+from services.infra.process import free_port
+
+
+def fresh_settings(run_dir: Path) -> Settings:
+    return Settings(
+        run_dir=run_dir,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        redis_port=free_port(),
+        prometheus_port=free_port(),
+        metrics_port=0,
+    )
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    running = Infra(fresh_settings(tmp_path_factory.mktemp("infra")))
+    running.up(log=False)
+    try:
+        yield running
+    finally:
+        running.down()
+
+
+@pytest.fixture(scope="session")
+def make_settings() -> Callable[[Path], Settings]:
+    """Settings of a further, separate set of servers (own folder, free ports)."""
+    return fresh_settings
+
+
+@pytest.fixture(scope="session")
+def settings(infra: Infra) -> Settings:
+    return infra.settings
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name no other test uses: per-test topics and key prefixes."""
+    return uuid.uuid4().hex[:12]

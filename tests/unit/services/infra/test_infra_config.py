@@ -1,0 +1,165 @@
+"""Configuration the infrastructure tools write, and the errors they give, without servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from services.common.kafka import frames_spec, frames_topic, registry_spec
+from services.common.settings import Settings
+from services.infra import InfraError
+from services.infra.kafka import check_java, cluster_id, resolve_jars, server_properties, verify_jars
+from services.infra.process import ManagedProcess, free_port
+from services.infra.prometheus import prometheus_config
+
+
+def test_server_properties_listen_on_loopback_only(tmp_path: Path) -> None:
+    settings = Settings(kafka_port=19092, kafka_controller_port=19093)
+    props = dict(
+        line.split("=", 1) for line in server_properties(settings, tmp_path).splitlines() if line
+    )
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["process.roles"] == "broker,controller"
+    assert int(props["message.max.bytes"]) == settings.frame_max_bytes
+    assert props["log.dirs"] == str(tmp_path)
+
+
+def test_cluster_id_is_kafka_uuid_form() -> None:
+    ids = {cluster_id() for _ in range(20)}
+    assert len(ids) == 20
+    assert all(len(i) == 22 and "=" not in i for i in ids)
+
+
+def test_topic_specs() -> None:
+    settings = Settings()
+    assert registry_spec(settings).config["cleanup.policy"] == "compact"
+    spec = frames_spec(settings, "yolact_r50")
+    assert spec.name == "segstream.frames.yolact_r50"
+    assert int(spec.config["max.message.bytes"]) == settings.frame_max_bytes
+    with pytest.raises(ValueError, match="cannot name a topic"):
+        frames_topic("bad name/..")
+
+
+def test_prometheus_scrapes_the_services() -> None:
+    settings = Settings(prometheus_port=19090, scrape_targets=["127.0.0.1:9500"])
+    config = json.loads(prometheus_config(settings))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["segstream"]["static_configs"][0]["targets"] == ["127.0.0.1:9500"]
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:19090"]
+
+
+def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    path = tmp_path / "prometheus.yml"
+    path.write_text(prometheus_config(Settings()))
+    out = subprocess.run(
+        ["promtool", "check", "config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_java_missing_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(InfraError, match="java not found") as err:
+        check_java()
+    assert "apt-get install" in err.value.hint
+
+
+def test_old_java_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "java"
+    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(InfraError, match="Java 11; Kafka 4 needs Java 17"):
+        check_java()
+
+
+def test_unreachable_maven_repository(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/maven2"
+    settings = Settings(cache_dir=tmp_path / "cache", maven_repo=dead)
+    with pytest.raises(InfraError, match="could not resolve org.apache.kafka:kafka_2.13") as err:
+        resolve_jars(settings, maven_local_repo=tmp_path / "m2")
+    assert dead in str(err.value)
+    assert "SEGSTREAM_MAVEN_REPO" in err.value.hint
+    assert not (tmp_path / "cache" / f"kafka-{settings.kafka_version}" / "libs").exists()
+
+
+def _fake_cache(libs: Path) -> Path:
+    libs.mkdir(parents=True)
+    jar = libs / "kafka_2.13-4.4.0.jar"
+    with zipfile.ZipFile(jar, "w") as zf:
+        zf.writestr("kafka/Kafka.class", b"\xca\xfe\xba\xbe")
+    (libs / "manifest.txt").write_text(f"{jar.name} {jar.stat().st_size}\n")
+    return jar
+
+
+def test_cache_verifies(tmp_path: Path) -> None:
+    jar = _fake_cache(tmp_path / "libs")
+    assert verify_jars(tmp_path / "libs") == [jar]
+
+
+def test_corrupt_jar_in_cache(tmp_path: Path) -> None:
+    jar = _fake_cache(tmp_path / "libs")
+    size = jar.stat().st_size
+    jar.write_bytes(b"\0" * size)
+    with pytest.raises(InfraError, match="broken cache folder .*kafka_2.13-4.4.0.jar") as err:
+        verify_jars(tmp_path / "libs")
+    assert "--refresh" in err.value.hint
+
+
+def test_missing_jar_in_cache_stops_resolution(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path)
+    libs = tmp_path / f"kafka-{settings.kafka_version}" / "libs"
+    _fake_cache(libs).unlink()
+    with pytest.raises(InfraError, match="broken cache folder"):
+        resolve_jars(settings)
+
+
+def test_managed_process_stops_exactly_its_process(tmp_path: Path) -> None:
+    proc = ManagedProcess("sleeper", tmp_path, tmp_path / "logs")
+    rec = proc.start(["sleep", "60"])
+    assert proc.running()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        assert proc.stop(timeout=5)
+        assert not proc.running()
+        assert not Path(f"/proc/{rec.pid}").exists() or not proc.record()
+        assert other.poll() is None, "an unrelated process was touched"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_pid_reuse_is_not_killed(tmp_path: Path) -> None:
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        proc = ManagedProcess("ghost", tmp_path, tmp_path / "logs")
+        # A pid file naming a live pid whose start time differs: a reused pid.
+        proc.pid_file.write_text(
+            json.dumps({"pid": victim.pid, "start_ticks": 1, "argv": ["old"]})
+        )
+        assert not proc.running()
+        assert not proc.stop(timeout=1)
+        time.sleep(0.1)
+        assert victim.poll() is None
+        assert not proc.pid_file.exists()
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_stop_escalates_to_kill(tmp_path: Path) -> None:
+    proc = ManagedProcess("stubborn", tmp_path, tmp_path / "logs")
+    rec = proc.start(["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert proc.stop(timeout=1)
+    assert time.monotonic() - started < 5
+    assert not rec.alive()
+    assert os.path.exists(proc.log_file)
