@@ -12,7 +12,7 @@ def register() -> None:
     if _registered:
         return
 
-    @torch.library.register_fake("cuda_ext::paste_masks")  # type: ignore[misc]
+    @torch.library.register_fake("cuda_ext::paste_masks")
     def _paste_masks(
         masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, padding: int
     ) -> torch.Tensor:

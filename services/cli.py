@@ -16,6 +16,10 @@ def _infra(settings: Settings, args: argparse.Namespace) -> int:
     from services.infra import Infra
 
     infra = Infra(settings)
+    if args.action == "prepare":
+        infra.prepare(refresh=args.refresh)
+        print("kafka jars, java, redis-server and prometheus: ready")
+        return 0
     if args.action == "up":
         infra.up(refresh=args.refresh)
         return 0
@@ -51,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     infra = sub.add_parser("infra", help="local Kafka, Redis and Prometheus on loopback")
-    infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("action", choices=["up", "down", "status", "prepare"])
     infra.add_argument(
-        "--refresh", action="store_true", help="resolve the Kafka jars again (up only)"
+        "--refresh", action="store_true", help="resolve the Kafka jars again (up, prepare)"
     )
     infra.set_defaults(func=_infra)
 

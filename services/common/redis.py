@@ -39,7 +39,7 @@ def redis_password(settings: Settings) -> str | None:
 
 def make_redis(settings: Settings, **overrides: object) -> redis.Redis:
     if settings.redis_url:
-        return redis.Redis.from_url(settings.redis_url, **overrides)  # type: ignore[arg-type]
+        return redis.Redis.from_url(settings.redis_url, **overrides)
     return redis.Redis(
         host=settings.host,
         port=settings.redis_port,

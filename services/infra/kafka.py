@@ -30,7 +30,9 @@ def jar_dir(settings: Settings) -> Path:
 def check_java() -> str:
     """Path of a java executable of version 17 or newer, or an InfraError saying what to do."""
     java = shutil.which("java")
-    hint = "install a Java 17+ runtime (apt-get install -y openjdk-17-jre-headless) or put it on PATH"
+    hint = (
+        "install a Java 17+ runtime (apt-get install -y openjdk-17-jre-headless) or put it on PATH"
+    )
     if java is None:
         raise InfraError("java not found: the Kafka broker needs a Java runtime", hint)
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
@@ -226,8 +228,9 @@ class KafkaServer:
                 check=False,
             )
             if fmt.returncode != 0:
+                output = (fmt.stdout + fmt.stderr)[-1500:]
                 raise InfraError(
-                    f"formatting Kafka storage in {data} failed:\n{(fmt.stdout + fmt.stderr)[-1500:]}",
+                    f"formatting Kafka storage in {data} failed:\n{output}",
                     f"delete {data} and run `segstream infra up` again",
                 )
         self.proc.start([*jvm, "kafka.Kafka", str(props)])
@@ -246,7 +249,9 @@ class KafkaServer:
             admin.close()
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        wait_until(self.ready, timeout=timeout, what="Kafka broker", process=self.proc, interval=0.5)
+        wait_until(
+            self.ready, timeout=timeout, what="Kafka broker", process=self.proc, interval=0.5
+        )
         admin = make_admin(self.settings)
         try:
             ensure_topics(admin, base_topics(self.settings))

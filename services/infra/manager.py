@@ -71,15 +71,20 @@ class Infra:
                     f"stop that process, or pick a free port with {setting}=<port>",
                 )
 
+    def prepare(self, *, refresh: bool = False, log: bool = True) -> None:
+        """Resolve and check what the servers need (jars, binaries), starting nothing."""
+        for comp in self.components:
+            if log:
+                print(f"- checking {comp.name} ...", flush=True)
+            comp.prepare(refresh=refresh)
+
     def up(self, *, refresh: bool = False, log: bool = True) -> list[str]:
         """Start every server that is not running; return the names started.
 
         When one fails to start, the ones this call started are stopped again.
         """
         say = print if log else (lambda *_a, **_k: None)
-        for comp in self.components:
-            say(f"- checking {comp.name} ...", flush=True)
-            comp.prepare(refresh=refresh)
+        self.prepare(refresh=refresh, log=log)
         started: list[Component] = []
         try:
             for comp in self.components:

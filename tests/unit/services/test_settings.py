@@ -40,7 +40,7 @@ def test_file_below_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def test_missing_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SEGSTREAM_CONFIG", str(tmp_path / "nope.toml"))
-    with pytest.raises(ConfigFileError, match="nope.toml"):
+    with pytest.raises(ConfigFileError, match=r"nope\.toml"):
         Settings()
 
 

@@ -31,7 +31,9 @@ def compiled(masks: torch.Tensor, boxes: torch.Tensor, shape: tuple[int, int], p
 
 
 def reference(masks: torch.Tensor, boxes: torch.Tensor, shape: tuple[int, int], padding: int = 1):
-    return paste_masks_reference(masks, expand_boxes(boxes, masks.shape[-1], padding), shape, padding)
+    return paste_masks_reference(
+        masks, expand_boxes(boxes, masks.shape[-1], padding), shape, padding
+    )
 
 
 IMPLS = {"compiled": compiled, "reference": reference, "front": paste_masks}

@@ -14,7 +14,13 @@ import pytest
 from services.common.kafka import frames_spec, frames_topic, registry_spec
 from services.common.settings import Settings
 from services.infra import InfraError
-from services.infra.kafka import check_java, cluster_id, resolve_jars, server_properties, verify_jars
+from services.infra.kafka import (
+    check_java,
+    cluster_id,
+    resolve_jars,
+    server_properties,
+    verify_jars,
+)
 from services.infra.process import ManagedProcess, free_port
 from services.infra.prometheus import prometheus_config
 
@@ -73,7 +79,7 @@ def test_java_missing_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def test_old_java_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = tmp_path / "java"
-    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InfraError, match="Java 11; Kafka 4 needs Java 17"):
@@ -83,7 +89,8 @@ def test_old_java_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_unreachable_maven_repository(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/maven2"
     settings = Settings(cache_dir=tmp_path / "cache", maven_repo=dead)
-    with pytest.raises(InfraError, match="could not resolve org.apache.kafka:kafka_2.13") as err:
+    expected = r"could not resolve org\.apache\.kafka:kafka_2\.13"
+    with pytest.raises(InfraError, match=expected) as err:
         resolve_jars(settings, maven_local_repo=tmp_path / "m2")
     assert dead in str(err.value)
     assert "SEGSTREAM_MAVEN_REPO" in err.value.hint
@@ -108,7 +115,7 @@ def test_corrupt_jar_in_cache(tmp_path: Path) -> None:
     jar = _fake_cache(tmp_path / "libs")
     size = jar.stat().st_size
     jar.write_bytes(b"\0" * size)
-    with pytest.raises(InfraError, match="broken cache folder .*kafka_2.13-4.4.0.jar") as err:
+    with pytest.raises(InfraError, match=r"broken cache folder .*kafka_2\.13-4\.4\.0\.jar") as err:
         verify_jars(tmp_path / "libs")
     assert "--refresh" in err.value.hint
 
@@ -141,9 +148,7 @@ def test_pid_reuse_is_not_killed(tmp_path: Path) -> None:
     try:
         proc = ManagedProcess("ghost", tmp_path, tmp_path / "logs")
         # A pid file naming a live pid whose start time differs: a reused pid.
-        proc.pid_file.write_text(
-            json.dumps({"pid": victim.pid, "start_ticks": 1, "argv": ["old"]})
-        )
+        proc.pid_file.write_text(json.dumps({"pid": victim.pid, "start_ticks": 1, "argv": ["old"]}))
         assert not proc.running()
         assert not proc.stop(timeout=1)
         time.sleep(0.1)

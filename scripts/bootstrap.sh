@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what segstream needs on a fresh Debian machine, and nothing twice:
+# Debian packages (Java, Maven, Redis, Prometheus, a C++ compiler), the virtual environment
+# .venv with the Python packages (torch, nvcc from PyPI, ...), the Kafka jars from Maven
+# Central, and the compiled ops. Safe to run again; each step says what it does.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v c++ >/dev/null || missing+=(g++)
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "java, mvn, redis-server, prometheus, c++: present"
+fi
+
+step "python environment (.venv)"
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "segstream needs Python 3.11+"'
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+stamp=.venv/.segstream-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing Python packages (torch and the CUDA compiler are large: a few minutes the first time)"
+  .venv/bin/python -m pip install --progress-bar off -q -e ".[build,dev]"
+  echo "$want" >"$stamp"
+else
+  echo "Python packages: up to date"
+fi
+
+step "Kafka jars (Maven Central)"
+.venv/bin/segstream infra prepare
+
+step "compiled ops (cuda_ext)"
+.venv/bin/segstream ops build ${SEGSTREAM_OPS_BUILD_FLAGS:-}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs (scripts/bootstrap.sh), compiles the ops with
+# their CUDA sources, then runs ruff, mypy and every test tier (unit, integration against a
+# real Kafka broker and Redis server it starts, gpu: skipped with its reason without CUDA).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SEGSTREAM_OPS_BUILD_FLAGS=--require-cuda bash scripts/bootstrap.sh
+
+printf '\n==> ruff\n'
+.venv/bin/ruff format --check .
+.venv/bin/ruff check .
+
+printf '\n==> mypy\n'
+.venv/bin/mypy
+
+printf '\n==> pytest: unit, integration, gpu\n'
+.venv/bin/python -m pytest -rs -p no:cacheprovider tests/unit tests/integration tests/gpu "$@"
