@@ -1,0 +1,43 @@
+"""The `segstream` command: its commands, and clear errors for bad settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.cli import build_parser, main
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("infra", "ops", "demo"):
+        assert f"    {command} " in out
+
+
+def test_infra_actions() -> None:
+    parser = build_parser()
+    for action in ("up", "down", "status", "prepare"):
+        assert parser.parse_args(["infra", action]).action == action
+    with pytest.raises(SystemExit):
+        parser.parse_args(["infra", "restart"])
+
+
+def test_bad_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SEGSTREAM_KAFKA_PORT", "not-a-port")
+    assert main(["infra", "status"]) == 2
+    err = capsys.readouterr().err
+    assert "bad settings" in err and "kafka_port" in err
+
+
+def test_infra_error_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java, no mvn
+    monkeypatch.setenv("SEGSTREAM_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["infra", "prepare"]) == 1
+    err = capsys.readouterr().err
+    assert "java not found" in err and "apt-get install" in err
