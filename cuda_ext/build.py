@@ -106,8 +106,10 @@ def build(*, require_cuda: bool = False, cpu_only: bool = False, verbose: bool =
     if target.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
         print(f"cuda_ext: up to date ({target})")
         return target
-    kind = f"CPU + CUDA (nvcc in {cuda_home}, archs {os.environ['TORCH_CUDA_ARCH_LIST']})"
-    print(f"cuda_ext: compiling {len(files)} sources, {kind if with_cuda else 'CPU only'} ...")
+    kind = "CPU only"
+    if with_cuda:
+        kind = f"CPU + CUDA (nvcc in {cuda_home}, archs {os.environ['TORCH_CUDA_ARCH_LIST']})"
+    print(f"cuda_ext: compiling {len(files)} sources, {kind} ...")
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     cpp.load(

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 import cuda_ext
+from segcore.ops import _checks
 
 
 def expand_boxes(boxes: Tensor, mask_size: int, padding: int) -> Tensor:
@@ -62,45 +63,56 @@ def _resize_weights(
 
 
 def paste_masks_reference(
-    masks: Tensor, int_boxes: Tensor, image_shape: tuple[int, int], padding: int = 1
+    masks: Tensor,
+    int_boxes: Tensor,
+    image_shape: tuple[int, int],
+    padding: int = 1,
+    threshold: float | None = None,
 ) -> Tensor:
     """Pure-PyTorch paste of (N, 1, M, M) masks into their integer boxes; see paste_masks."""
     height, width = image_shape
     n, m = masks.shape[0], masks.shape[-1]
     if n == 0 or height == 0 or width == 0:
-        return masks.new_zeros((n, 1, height, width))
+        dtype = torch.bool if threshold is not None else masks.dtype
+        return masks.new_zeros((n, 1, height, width), dtype=dtype)
     compute = torch.float64 if masks.dtype == torch.float64 else torch.float32
     padded = torch.nn.functional.pad(masks[:, 0].to(compute), (padding,) * 4)
     mp = m + 2 * padding
     wy = _resize_weights(int_boxes[:, 1], int_boxes[:, 3], height, mp, compute)
     wx = _resize_weights(int_boxes[:, 0], int_boxes[:, 2], width, mp, compute)
-    out = torch.bmm(torch.bmm(wy, padded), wx.transpose(1, 2))
-    return out[:, None].to(masks.dtype)
+    out = torch.bmm(torch.bmm(wy, padded), wx.transpose(1, 2))[:, None]
+    if threshold is not None:
+        return out > threshold
+    return out.to(masks.dtype)
 
 
-def _check(masks: Tensor, boxes: Tensor, image_shape: tuple[int, int], padding: int) -> None:
-    if masks.dim() != 4 or masks.shape[1] != 1 or masks.shape[2] != masks.shape[3]:
-        raise ValueError(f"paste_masks: masks must be (N, 1, M, M), got {tuple(masks.shape)}")
-    if masks.shape[2] == 0:
-        raise ValueError("paste_masks: masks must have M > 0")
-    if not masks.is_floating_point():
-        raise TypeError(f"paste_masks: masks must be floating point, got {masks.dtype}")
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"paste_masks: boxes must be (N, 4), got {tuple(boxes.shape)}")
+def _check(masks: Tensor, boxes: Tensor, padding: int) -> None:
+    op = "paste_masks"
+    _checks.tensor(op, "masks", masks)
+    _checks.tensor(op, "boxes", boxes)
+    _checks.shape(
+        op,
+        "masks",
+        masks,
+        "(N, 1, M, M) with M > 0",
+        masks.dim() == 4 and masks.shape[1] == 1 and masks.shape[2] == masks.shape[3] > 0,
+    )
+    _checks.floating(op, "masks", masks)
+    _checks.shape(op, "boxes", boxes, "(N, 4)", boxes.dim() == 2 and boxes.shape[1] == 4)
+    _checks.floating(op, "boxes", boxes)
     if boxes.shape[0] != masks.shape[0]:
-        raise ValueError(
-            f"paste_masks: masks has {masks.shape[0]} entries but boxes has {boxes.shape[0]}"
-        )
-    if boxes.device != masks.device:
-        raise ValueError(f"paste_masks: masks is on {masks.device} but boxes on {boxes.device}")
-    if len(image_shape) != 2 or min(image_shape) < 0:
-        raise ValueError(f"paste_masks: image_shape must be (H, W) >= 0, got {image_shape}")
+        raise ValueError(f"{op}: masks has {masks.shape[0]} entries but boxes has {boxes.shape[0]}")
+    _checks.same_device(op, masks=masks, boxes=boxes)
     if padding < 0:
-        raise ValueError(f"paste_masks: padding must be >= 0, got {padding}")
+        raise ValueError(f"{op}: padding must be >= 0, got {padding}")
 
 
 def paste_masks(
-    masks: Tensor, boxes: Tensor, image_shape: tuple[int, int], padding: int = 1
+    masks: Tensor,
+    boxes: Tensor,
+    image_shape: tuple[int, int],
+    padding: int = 1,
+    threshold: float | None = None,
 ) -> Tensor:
     """Paste each mask into its box of an image, as torchvision's ``paste_masks_in_image``.
 
@@ -109,15 +121,20 @@ def paste_masks(
         boxes: (N, 4) float, xyxy in image pixels; boxes may reach outside the image.
         image_shape: (H, W) of the image.
         padding: zero border added around each mask before resizing.
+        threshold: when given, return bool masks (value > threshold), binarising in the same
+            pass (a quarter of the bytes written for float32).
 
     Returns:
-        (N, 1, H, W) in the masks' dtype; zero outside each (expanded) box. Unlike
+        (N, 1, H, W) in the masks' dtype (bool with a threshold); zero outside each
+        (expanded) box. Unlike
         torchvision, a box lying wholly outside the image gives an empty mask, not an error.
     """
-    _check(masks, boxes, image_shape, padding)
-    height, width = int(image_shape[0]), int(image_shape[1])
+    _check(masks, boxes, padding)
+    height, width = _checks.image_shape("paste_masks", "image_shape", image_shape)
     int_boxes = expand_boxes(boxes, masks.shape[-1], padding)
     if cuda_ext.available() and (masks.device.type == "cpu" or cuda_ext.has_cuda_kernels()):
-        result: Tensor = torch.ops.cuda_ext.paste_masks(masks, int_boxes, height, width, padding)
+        result: Tensor = torch.ops.cuda_ext.paste_masks(
+            masks, int_boxes, height, width, padding, threshold
+        )
         return result
-    return paste_masks_reference(masks, int_boxes, (height, width), padding)
+    return paste_masks_reference(masks, int_boxes, (height, width), padding, threshold)

@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "checks.h"
 #include "paste_masks.h"
@@ -13,44 +14,60 @@ namespace cuda_ext {
 namespace paste_masks {
 namespace {
 
+template <typename scalar_t, typename out_t, typename Store>
+void paste_rows(
+    const at::Tensor& masks, const at::Tensor& boxes, at::Tensor& out, int64_t height,
+    int64_t width, int64_t padding, Store store) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t n = masks.size(0);
+  const int64_t m = masks.size(2);
+  const scalar_t* mask_data = masks.data_ptr<scalar_t>();
+  const int64_t* box_data = boxes.data_ptr<int64_t>();
+  out_t* out_data = out.data_ptr<out_t>();
+  at::parallel_for(0, n * height, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t k = row / height;
+      const int64_t y = row % height;
+      const int64_t* box = box_data + 4 * k;
+      if (y < box[1] || y > box[3]) {
+        continue;
+      }
+      const int64_t x_begin = std::max<int64_t>(box[0], 0);
+      const int64_t x_end = std::min<int64_t>(box[2] + 1, width);
+      const scalar_t* mask = mask_data + k * m * m;
+      out_t* out_row = out_data + row * width;
+      for (int64_t x = x_begin; x < x_end; ++x) {
+        out_row[x] = store(pixel<scalar_t, acc_t>(mask, m, padding, box, y, x));
+      }
+    }
+  });
+}
+
 at::Tensor paste_masks_cpu(
     const at::Tensor& masks_in, const at::Tensor& boxes_in, int64_t height, int64_t width,
-    int64_t padding) {
+    int64_t padding, std::optional<double> threshold) {
   check_inputs(masks_in, boxes_in, height, width, padding);
   TORCH_CHECK(masks_in.device().is_cpu(), "paste_masks_cpu: masks must be a CPU tensor");
   const int64_t n = masks_in.size(0);
-  const int64_t m = masks_in.size(2);
-  at::Tensor out = at::zeros({n, 1, height, width}, masks_in.options());
+  const auto out_opts = threshold ? masks_in.options().dtype(at::kBool) : masks_in.options();
+  at::Tensor out = at::zeros({n, 1, height, width}, out_opts);
   if (n == 0 || height == 0 || width == 0) {
     return out;
   }
   const at::Tensor masks = masks_in.contiguous();
   const at::Tensor boxes = boxes_in.contiguous();
-
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, masks.scalar_type(), "paste_masks_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const scalar_t* mask_data = masks.data_ptr<scalar_t>();
-        const int64_t* box_data = boxes.data_ptr<int64_t>();
-        scalar_t* out_data = out.data_ptr<scalar_t>();
-        at::parallel_for(0, n * height, 16, [&](int64_t begin, int64_t end) {
-          for (int64_t row = begin; row < end; ++row) {
-            const int64_t k = row / height;
-            const int64_t y = row % height;
-            const int64_t* box = box_data + 4 * k;
-            if (y < box[1] || y > box[3]) {
-              continue;
-            }
-            const int64_t x_begin = std::max<int64_t>(box[0], 0);
-            const int64_t x_end = std::min<int64_t>(box[2] + 1, width);
-            const scalar_t* mask = mask_data + k * m * m;
-            scalar_t* out_row = out_data + row * width;
-            for (int64_t x = x_begin; x < x_end; ++x) {
-              out_row[x] = static_cast<scalar_t>(
-                  pixel<scalar_t, acc_t>(mask, m, padding, box, y, x));
-            }
-          }
-        });
+        if (threshold) {
+          const acc_t cut = static_cast<acc_t>(*threshold);
+          paste_rows<scalar_t, bool>(
+              masks, boxes, out, height, width, padding, [cut](acc_t v) { return v > cut; });
+        } else {
+          paste_rows<scalar_t, scalar_t>(
+              masks, boxes, out, height, width, padding,
+              [](acc_t v) { return static_cast<scalar_t>(v); });
+        }
       });
   return out;
 }

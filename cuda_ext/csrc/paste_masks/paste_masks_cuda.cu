@@ -7,6 +7,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <optional>
+#include <type_traits>
 
 #include "checks.h"
 #include "paste_masks.h"
@@ -17,30 +19,37 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename scalar_t>
+// Writes the pasted value, or (value > threshold) when out_t is bool.
+template <typename scalar_t, typename out_t>
 __global__ void paste_masks_kernel(
     const scalar_t* __restrict__ masks, const int64_t* __restrict__ boxes, int64_t total,
-    int64_t m, int64_t pad, int64_t height, int64_t width, scalar_t* __restrict__ out) {
+    int64_t m, int64_t pad, int64_t height, int64_t width,
+    at::opmath_type<scalar_t> threshold, out_t* __restrict__ out) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        index < total; index += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const int64_t x = index % width;
     const int64_t y = (index / width) % height;
     const int64_t k = index / (width * height);
-    out[index] = static_cast<scalar_t>(
-        pixel<scalar_t, acc_t>(masks + k * m * m, m, pad, boxes + 4 * k, y, x));
+    const acc_t value = pixel<scalar_t, acc_t>(masks + k * m * m, m, pad, boxes + 4 * k, y, x);
+    if constexpr (std::is_same_v<out_t, bool>) {
+      out[index] = value > threshold;
+    } else {
+      out[index] = static_cast<out_t>(value);
+    }
   }
 }
 
 at::Tensor paste_masks_cuda(
     const at::Tensor& masks_in, const at::Tensor& boxes_in, int64_t height, int64_t width,
-    int64_t padding) {
+    int64_t padding, std::optional<double> threshold) {
   check_inputs(masks_in, boxes_in, height, width, padding);
   TORCH_CHECK(masks_in.is_cuda(), "paste_masks_cuda: masks must be a CUDA tensor");
   const c10::cuda::CUDAGuard guard(masks_in.device());
   const int64_t n = masks_in.size(0);
   const int64_t m = masks_in.size(2);
-  at::Tensor out = at::empty({n, 1, height, width}, masks_in.options());
+  const auto out_opts = threshold ? masks_in.options().dtype(at::kBool) : masks_in.options();
+  at::Tensor out = at::empty({n, 1, height, width}, out_opts);
   const int64_t total = n * height * width;
   if (total == 0) {
     return out;
@@ -55,9 +64,17 @@ at::Tensor paste_masks_cuda(
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, masks.scalar_type(), "paste_masks_cuda", [&] {
-        paste_masks_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-            masks.data_ptr<scalar_t>(), boxes.data_ptr<int64_t>(), total, m, padding, height,
-            width, out.data_ptr<scalar_t>());
+        using acc_t = at::opmath_type<scalar_t>;
+        const acc_t cut = static_cast<acc_t>(threshold.value_or(0.0));
+        if (threshold) {
+          paste_masks_kernel<scalar_t, bool><<<blocks, kThreads, 0, stream>>>(
+              masks.data_ptr<scalar_t>(), boxes.data_ptr<int64_t>(), total, m, padding, height,
+              width, cut, out.data_ptr<bool>());
+        } else {
+          paste_masks_kernel<scalar_t, scalar_t><<<blocks, kThreads, 0, stream>>>(
+              masks.data_ptr<scalar_t>(), boxes.data_ptr<int64_t>(), total, m, padding, height,
+              width, cut, out.data_ptr<scalar_t>());
+        }
       });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
