@@ -7,6 +7,8 @@ only the run boundaries leave it) and builds the compressed strings in C++
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import Tensor
 
@@ -51,7 +53,7 @@ def masks_to_rle_reference(masks: Tensor) -> list[dict[str, object]]:
     strings = []
     for k in range(n):
         starts = [0, *positions[offsets[k] : offsets[k + 1]].tolist(), height * width]
-        counts = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
+        counts = [b - a for a, b in pairwise(starts)]
         strings.append(counts_to_string(counts))
     return _rle_dicts(strings, height, width)
 

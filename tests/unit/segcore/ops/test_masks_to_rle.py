@@ -108,7 +108,7 @@ def test_rejects_bad_input() -> None:
         masks_to_rle(torch.zeros(10, 10, dtype=torch.bool))
     with pytest.raises(ValueError, match="masks must be of dtype bool, uint8"):
         masks_to_rle(torch.zeros(1, 10, 10))
-    with pytest.raises(ValueError, match="masks must be a torch.Tensor"):
+    with pytest.raises(ValueError, match=r"masks must be a torch\.Tensor"):
         masks_to_rle(np.zeros((1, 4, 4), dtype=bool))  # type: ignore[arg-type]
 
 
