@@ -43,9 +43,9 @@ def load() -> None:
                 f"compiled ops not built: {path} is missing; run `segstream ops build`"
             )
         torch.ops.load_library(str(path))
-        from cuda_ext import _fakes
+        from cuda_ext import _register
 
-        _fakes.register()
+        _register.register()
         _state["loaded"] = True
 
 

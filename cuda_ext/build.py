@@ -97,7 +97,9 @@ def build(*, require_cuda: bool = False, cpu_only: bool = False, verbose: bool =
     if with_cuda:
         cpp.CUDA_HOME = str(cuda_home)  # it reads the variable once, when first imported
     files = sources(with_cuda)
-    cflags = ["-O3"]
+    # at::parallel_for runs on OpenMP in PyTorch's builds; without -fopenmp the CPU kernels
+    # compile to serial loops.
+    cflags = ["-O3", "-fopenmp"]
     cuda_flags = ["-O3", "--expt-relaxed-constexpr"]
     flags = [*cflags, *cuda_flags, os.environ.get("TORCH_CUDA_ARCH_LIST", ""), str(with_cuda)]
     stamp = BUILD_DIR / "fingerprint"
@@ -117,6 +119,7 @@ def build(*, require_cuda: bool = False, cpu_only: bool = False, verbose: bool =
         sources=[str(f) for f in files],
         extra_cflags=cflags,
         extra_cuda_cflags=cuda_flags,
+        extra_ldflags=["-fopenmp"],
         extra_include_paths=[str(CSRC)],
         build_directory=str(BUILD_DIR),
         with_cuda=with_cuda,

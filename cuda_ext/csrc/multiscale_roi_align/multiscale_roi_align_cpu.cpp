@@ -1,0 +1,157 @@
+// multiscale_roi_align, CPU kernels. Forward: RoIs in parallel, each reading its own level.
+// Backward: channels in parallel (each thread owns its channels' gradient planes, so no two
+// threads add to one value).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "checks.h"
+#include "roi_align.h"
+
+namespace cuda_ext {
+namespace roi_align {
+namespace {
+
+at::Tensor forward_cpu(
+    at::TensorList features_in, const at::Tensor& rois_in, const at::Tensor& levels_in,
+    at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+    bool aligned) {
+  check_inputs(features_in, rois_in, levels_in, scales, pooled_h, pooled_w);
+  const int64_t n = rois_in.size(0);
+  const int64_t channels = features_in[0].size(1);
+  const int64_t batch = features_in[0].size(0);
+  at::Tensor out = at::zeros({n, channels, pooled_h, pooled_w}, features_in[0].options());
+  if (n == 0 || channels == 0) {
+    return out;
+  }
+  std::vector<at::Tensor> features;
+  for (const at::Tensor& f : features_in) {
+    features.push_back(f.contiguous());
+  }
+  const at::Tensor rois = rois_in.contiguous();
+  const at::Tensor levels = levels_in.contiguous();
+  const int64_t num_levels = static_cast<int64_t>(features.size());
+  AT_DISPATCH_FLOATING_TYPES(features[0].scalar_type(), "multiscale_roi_align_cpu", [&] {
+    const scalar_t* roi_data = rois.data_ptr<scalar_t>();
+    const int64_t* level_data = levels.data_ptr<int64_t>();
+    scalar_t* out_data = out.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      // The samples of a RoI depend on its geometry, not on the channel: computed once per
+      // RoI and reused for every channel, as torchvision's pre_calc does.
+      std::vector<Sample<scalar_t>> samples;
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t level = level_data[r];
+        const scalar_t* roi = roi_data + r * 5;
+        const int64_t b = static_cast<int64_t>(roi[0]);
+        if (level < 0 || level >= num_levels || b < 0 || b >= batch) {
+          continue;  // torchvision leaves such rows at zero
+        }
+        const at::Tensor& f = features[level];
+        const int64_t height = f.size(2);
+        const int64_t width = f.size(3);
+        const Geometry<scalar_t> g = geometry<scalar_t>(
+            roi + 1, static_cast<scalar_t>(scales[level]), pooled_h, pooled_w, sampling_ratio,
+            aligned);
+        const int64_t per_bin = g.grid_h * g.grid_w;
+        samples.resize(pooled_h * pooled_w * per_bin);
+        for (int64_t ph = 0, i = 0; ph < pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < pooled_w; ++pw) {
+            for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+              for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+                samples[i++] = sample(g, ph, pw, iy, ix, height, width);
+              }
+            }
+          }
+        }
+        const scalar_t* image = f.data_ptr<scalar_t>() + b * channels * height * width;
+        for (int64_t c = 0; c < channels; ++c) {
+          const scalar_t* plane = image + c * height * width;
+          scalar_t* dst = out_data + (r * channels + c) * pooled_h * pooled_w;
+          const Sample<scalar_t>* s = samples.data();
+          for (int64_t bin = 0; bin < pooled_h * pooled_w; ++bin) {
+            dst[bin] = average(plane, s, per_bin, g.count);
+            s += per_bin;
+          }
+        }
+      }
+    });
+  });
+  return out;
+}
+
+std::vector<at::Tensor> backward_cpu(
+    const at::Tensor& grad_in, const at::Tensor& rois_in, const at::Tensor& levels_in,
+    at::ArrayRef<double> scales, at::IntArrayRef heights, at::IntArrayRef widths, int64_t batch,
+    int64_t channels, int64_t sampling_ratio, bool aligned) {
+  const int64_t num_levels = static_cast<int64_t>(scales.size());
+  TORCH_CHECK(grad_in.dim() == 4 && grad_in.size(0) == rois_in.size(0) &&
+                  grad_in.size(1) == channels,
+              "multiscale_roi_align_backward: grad must be (N, C, S, S)");
+  TORCH_CHECK(static_cast<int64_t>(heights.size()) == num_levels &&
+                  static_cast<int64_t>(widths.size()) == num_levels,
+              "multiscale_roi_align_backward: one height and width per level");
+  const int64_t n = rois_in.size(0);
+  const int64_t pooled_h = grad_in.size(2);
+  const int64_t pooled_w = grad_in.size(3);
+  std::vector<at::Tensor> grads;
+  for (int64_t l = 0; l < num_levels; ++l) {
+    grads.push_back(at::zeros({batch, channels, heights[l], widths[l]}, grad_in.options()));
+  }
+  if (n == 0 || channels == 0) {
+    return grads;
+  }
+  const at::Tensor grad = grad_in.contiguous();
+  const at::Tensor rois = rois_in.contiguous();
+  const at::Tensor levels = levels_in.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "multiscale_roi_align_backward_cpu", [&] {
+    const scalar_t* roi_data = rois.data_ptr<scalar_t>();
+    const int64_t* level_data = levels.data_ptr<int64_t>();
+    const scalar_t* grad_data = grad.data_ptr<scalar_t>();
+    at::parallel_for(0, channels, 1, [&](int64_t c_begin, int64_t c_end) {
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t level = level_data[r];
+        const scalar_t* roi = roi_data + r * 5;
+        const int64_t b = static_cast<int64_t>(roi[0]);
+        if (level < 0 || level >= num_levels || b < 0 || b >= batch) {
+          continue;
+        }
+        const int64_t height = heights[level];
+        const int64_t width = widths[level];
+        const Geometry<scalar_t> g = geometry<scalar_t>(
+            roi + 1, static_cast<scalar_t>(scales[level]), pooled_h, pooled_w, sampling_ratio,
+            aligned);
+        scalar_t* image = grads[level].data_ptr<scalar_t>() + b * channels * height * width;
+        for (int64_t c = c_begin; c < c_end; ++c) {
+          scalar_t* plane = image + c * height * width;
+          const scalar_t* src = grad_data + ((r * channels + c) * pooled_h) * pooled_w;
+          for (int64_t ph = 0; ph < pooled_h; ++ph) {
+            for (int64_t pw = 0; pw < pooled_w; ++pw) {
+              const scalar_t share = src[ph * pooled_w + pw] / g.count;
+              for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+                for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+                  const Sample<scalar_t> s = sample(g, ph, pw, iy, ix, height, width);
+                  for (int i = 0; i < 4; ++i) {
+                    plane[s.pos[i]] += share * s.w[i];
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    });
+  });
+  return grads;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cuda_ext, CPU, m) {
+  m.impl("multiscale_roi_align", &forward_cpu);
+  m.impl("multiscale_roi_align_backward", &backward_cpu);
+}
+
+}  // namespace roi_align
+}  // namespace cuda_ext
