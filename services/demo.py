@@ -3,8 +3,9 @@
 It starts the local infrastructure, renders a short H.264 video of moving objects with
 PyAV, decodes it with PyAV, sends each frame as JPEG through Kafka, and on the consuming side
 segments the objects, pastes their masks at frame resolution with the compiled
-``paste_masks`` op, encodes them as COCO RLE and publishes the events to Redis (stream and
-pub/sub channel), printing each event and its mask IoU against the rendered ground truth.
+``paste_masks`` op, encodes them as COCO RLE with the compiled ``masks_to_rle`` and
+publishes the events to Redis (stream and pub/sub channel), printing each event and its
+mask IoU against the rendered ground truth.
 
 The segmenter is a colour key: the demo's objects have known colours. It stands in for the
 instance-segmentation models until they land; everything around it is the real path.
@@ -24,10 +25,9 @@ import av
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 from torchvision.ops import roi_align
 
-from segcore.ops import paste_masks
+from segcore.ops import masks_to_rle, paste_masks
 from services.common.kafka import (
     ensure_topics,
     frames_spec,
@@ -120,15 +120,21 @@ class Instance:
     score: float
     box: list[float]
     mask: np.ndarray  # (H, W) bool at frame resolution
+    rle: dict[str, object]  # COCO RLE of the mask
+
+    @property
+    def counts(self) -> str:
+        counts = self.rle["counts"]
+        assert isinstance(counts, bytes)
+        return counts.decode("ascii")
 
     def to_json(self) -> dict[str, object]:
-        rle = mask_utils.encode(np.asfortranarray(self.mask.astype(np.uint8)))
         return {
             "label": self.label,
             "class_id": self.class_id,
             "score": round(self.score, 4),
             "box": [round(v, 1) for v in self.box],
-            "mask": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+            "mask": {"size": self.rle["size"], "counts": self.counts},
         }
 
 
@@ -146,10 +152,11 @@ def segment(image: torch.Tensor) -> list[Instance]:
         box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).to(torch.float32)
         # Mask-head shaped output: a MASK_SIZE square per box, pasted back by the custom op.
         crop = roi_align(key[None, None], [box[None]], MASK_SIZE, aligned=True)
-        full = paste_masks(crop, box[None], (height, width))[0, 0] > 0.5
+        full = paste_masks(crop, box[None], (height, width), threshold=0.5)[:, 0]
+        [rle] = masks_to_rle(full)
         inside = crop[crop > 0.5]
         score = float(inside.mean()) if inside.numel() else 0.0
-        found.append(Instance(obj.label, obj.class_id, score, box.tolist(), full.numpy()))
+        found.append(Instance(obj.label, obj.class_id, score, box.tolist(), full[0].numpy(), rle))
     return found
 
 

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "checks.h"
@@ -14,6 +15,8 @@ namespace cuda_ext {
 namespace roi_align {
 namespace {
 
+constexpr int64_t kBlock = 8;
+
 at::Tensor forward_cpu(
     at::TensorList features_in, const at::Tensor& rois_in, const at::Tensor& levels_in,
     at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
@@ -22,7 +25,8 @@ at::Tensor forward_cpu(
   const int64_t n = rois_in.size(0);
   const int64_t channels = features_in[0].size(1);
   const int64_t batch = features_in[0].size(0);
-  at::Tensor out = at::zeros({n, channels, pooled_h, pooled_w}, features_in[0].options());
+  // Every row is written below (zeros for RoIs without a level), so no zero fill here.
+  at::Tensor out = at::empty({n, channels, pooled_h, pooled_w}, features_in[0].options());
   if (n == 0 || channels == 0) {
     return out;
   }
@@ -46,7 +50,10 @@ at::Tensor forward_cpu(
         const scalar_t* roi = roi_data + r * 5;
         const int64_t b = static_cast<int64_t>(roi[0]);
         if (level < 0 || level >= num_levels || b < 0 || b >= batch) {
-          continue;  // torchvision leaves such rows at zero
+          // torchvision leaves such rows at zero
+          std::fill_n(out_data + r * channels * pooled_h * pooled_w,
+                      channels * pooled_h * pooled_w, static_cast<scalar_t>(0));
+          continue;
         }
         const at::Tensor& f = features[level];
         const int64_t height = f.size(2);
@@ -66,13 +73,35 @@ at::Tensor forward_cpu(
           }
         }
         const scalar_t* image = f.data_ptr<scalar_t>() + b * channels * height * width;
-        for (int64_t c = 0; c < channels; ++c) {
-          const scalar_t* plane = image + c * height * width;
-          scalar_t* dst = out_data + (r * channels + c) * pooled_h * pooled_w;
-          const Sample<scalar_t>* s = samples.data();
-          for (int64_t bin = 0; bin < pooled_h * pooled_w; ++bin) {
-            dst[bin] = average(plane, s, per_bin, g.count);
-            s += per_bin;
+        scalar_t* roi_out = out_data + r * channels * pooled_h * pooled_w;
+        const int64_t bins = pooled_h * pooled_w;
+        const int64_t plane_size = height * width;
+        // kBlock channels at a time: each sample's positions and weights are loaded once for
+        // the block, and the block's sums are independent (instruction-level parallelism).
+        int64_t c = 0;
+        for (; c + kBlock <= channels; c += kBlock) {
+          const scalar_t* planes = image + c * plane_size;
+          const Sample<scalar_t>* smp = samples.data();
+          for (int64_t bin = 0; bin < bins; ++bin) {
+            scalar_t sums[kBlock] = {};
+            for (int64_t i = 0; i < per_bin; ++i, ++smp) {
+              for (int64_t j = 0; j < kBlock; ++j) {
+                const scalar_t* plane = planes + j * plane_size;
+                sums[j] += smp->w[0] * plane[smp->pos[0]] + smp->w[1] * plane[smp->pos[1]] +
+                           smp->w[2] * plane[smp->pos[2]] + smp->w[3] * plane[smp->pos[3]];
+              }
+            }
+            for (int64_t j = 0; j < kBlock; ++j) {
+              roi_out[(c + j) * bins + bin] = sums[j] / g.count;
+            }
+          }
+        }
+        for (; c < channels; ++c) {
+          const scalar_t* plane = image + c * plane_size;
+          const Sample<scalar_t>* smp = samples.data();
+          for (int64_t bin = 0; bin < bins; ++bin) {
+            roi_out[c * bins + bin] = average(plane, smp, per_bin, g.count);
+            smp += per_bin;
           }
         }
       }
