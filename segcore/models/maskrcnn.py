@@ -1,0 +1,192 @@
+"""Mask R-CNN (ResNet-50 FPN, torchvision's v1 and v2), on segstream's fused ops.
+
+The modules are torchvision's (``torchvision.models.detection``), so torchvision's state
+dicts load as they are and training uses its RPN, box and mask losses. Two steps are
+replaced: RoI pooling over the pyramid (``segcore.ops.multiscale_roi_align``: every RoI of
+every level in one pass instead of a Python loop over levels) and the pasting of masks into
+the image (``segcore.ops.paste_masks``: every mask in one launch instead of one by one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import resnet50
+from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_Weights
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from segcore.models.weights import load_strict, read_state_dict
+from segcore.ops import multiscale_roi_align, paste_masks
+from segcore.registry import register
+
+#: torchvision's COCO category names, index = label (0 is the background, "N/A" unused ids).
+COCO_CATEGORIES: list[str] = list(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+
+_LEVELS = ["0", "1", "2", "3"]
+
+
+class FusedMultiScaleRoIAlign(nn.Module):
+    """Drop-in for ``torchvision.ops.MultiScaleRoIAlign`` running the fused op."""
+
+    def __init__(self, featmap_names: list[str], output_size: int, sampling_ratio: int) -> None:
+        super().__init__()
+        self.featmap_names = featmap_names
+        self.output_size = (output_size, output_size)
+        self.sampling_ratio = sampling_ratio
+
+    def forward(
+        self,
+        x: dict[str, Tensor],
+        boxes: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+    ) -> Tensor:
+        features = [x[name] for name in self.featmap_names]
+        return multiscale_roi_align(
+            features, boxes, image_shapes, self.output_size, self.sampling_ratio
+        )
+
+
+class FusedTransform(GeneralizedRCNNTransform):
+    """torchvision's transform, pasting all masks of an image with one ``paste_masks`` call."""
+
+    def postprocess(
+        self,
+        result: list[dict[str, Tensor]],
+        image_shapes: list[tuple[int, int]],
+        original_image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        if self.training:
+            return result
+        for pred, size, original in zip(result, image_shapes, original_image_sizes, strict=True):
+            pred["boxes"] = resize_boxes(pred["boxes"], size, original)
+            if "masks" in pred:
+                pred["masks"] = paste_masks(pred["masks"], pred["boxes"], original)
+        return result
+
+
+def _backbone(
+    resnet_norm: type[nn.Module], fpn_norm: type[nn.Module] | None, trainable_layers: int
+) -> BackboneWithFPN:
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_backbone_layers must be in [0, 5], got {trainable_layers}")
+    body = resnet50(weights=None, norm_layer=resnet_norm)
+    train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        train.append("bn1")
+    for name, parameter in body.named_parameters():
+        if not any(name.startswith(layer) for layer in train):
+            parameter.requires_grad_(False)
+    return BackboneWithFPN(
+        body,
+        return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        in_channels_list=[256, 512, 1024, 2048],
+        out_channels=256,
+        extra_blocks=LastLevelMaxPool(),
+        norm_layer=fpn_norm,
+    )
+
+
+def _finish(model: MaskRCNN) -> MaskRCNN:
+    """Swap in the fused pooling and pasting; keep torchvision's transform settings."""
+    old = model.transform
+    model.transform = FusedTransform(
+        old.min_size,
+        old.max_size,
+        old.image_mean,
+        old.image_std,
+        size_divisible=old.size_divisible,
+        fixed_size=old.fixed_size,
+    )
+    model.roi_heads.box_roi_pool = FusedMultiScaleRoIAlign(_LEVELS, 7, 2)
+    model.roi_heads.mask_roi_pool = FusedMultiScaleRoIAlign(_LEVELS, 14, 2)
+    model.class_names = COCO_CATEGORIES if model.roi_heads.box_predictor.cls_score.out_features == 91 else None  # type: ignore[assignment]
+    return model
+
+
+def rename_legacy_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Key spellings of older torchvision files, renamed as torchvision does on load.
+
+    ``rpn.head.conv.*`` became ``rpn.head.conv.0.0.*`` and ``roi_heads.mask_head.mask_fcnK.*``
+    became ``roi_heads.mask_head.{K-1}.0.*`` (version 2 of those modules); frozen batch norms
+    have no ``num_batches_tracked``.
+    """
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked") and key.startswith("backbone.body."):
+            continue
+        if key in ("rpn.head.conv.weight", "rpn.head.conv.bias"):
+            key = key.replace("rpn.head.conv.", "rpn.head.conv.0.0.")
+        elif key.startswith("roi_heads.mask_head.mask_fcn"):
+            rest = key.removeprefix("roi_heads.mask_head.mask_fcn")
+            index, _, kind = rest.partition(".")
+            key = f"roi_heads.mask_head.{int(index) - 1}.0.{kind}"
+        out[key] = value
+    return out
+
+
+def _load(what: str) -> Any:
+    def load(model: nn.Module, weights: Any) -> None:
+        state = read_state_dict(weights)
+        expected = model.state_dict()
+        renamed = rename_legacy_keys(state)
+        # Keep num_batches_tracked where the model has a real BatchNorm there.
+        for key, value in state.items():
+            if key.endswith("num_batches_tracked") and key in expected:
+                renamed[key] = value
+        load_strict(model, renamed, what=what)
+
+    return load
+
+
+@register("maskrcnn_r50_fpn", loader=_load("maskrcnn_r50_fpn"))
+def maskrcnn_r50_fpn(
+    *,
+    num_classes: int | None = None,
+    trainable_backbone_layers: int = 3,
+    frozen_bn_eps: float = 0.0,
+    **kwargs: Any,
+) -> MaskRCNN:
+    """torchvision's ``maskrcnn_resnet50_fpn`` as built for its COCO weights.
+
+    The backbone's batch norms are frozen with ``frozen_bn_eps`` (0.0: what torchvision sets
+    when it loads its COCO_V1 weights); ``kwargs`` are torchvision's MaskRCNN settings
+    (``min_size``, ``max_size``, ``box_score_thresh``, ``box_detections_per_img``, ...).
+    """
+    backbone = _backbone(FrozenBatchNorm2d, None, trainable_backbone_layers)
+    for module in backbone.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.eps = frozen_bn_eps
+    return _finish(MaskRCNN(backbone, num_classes=num_classes or 91, **kwargs))
+
+
+@register("maskrcnn_r50_fpn_v2", loader=_load("maskrcnn_r50_fpn_v2"))
+def maskrcnn_r50_fpn_v2(
+    *, num_classes: int | None = None, trainable_backbone_layers: int = 3, **kwargs: Any
+) -> MaskRCNN:
+    """torchvision's ``maskrcnn_resnet50_fpn_v2`` (batch norm in FPN and heads, 2-conv RPN)."""
+    backbone = _backbone(nn.BatchNorm2d, nn.BatchNorm2d, trainable_backbone_layers)
+    anchors = AnchorGenerator(
+        ((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5
+    )
+    model = MaskRCNN(
+        backbone,
+        num_classes=num_classes or 91,
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(256, anchors.num_anchors_per_location()[0], conv_depth=2),
+        box_head=FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024], norm_layer=nn.BatchNorm2d),
+        mask_head=MaskRCNNHeads(256, [256] * 4, 1, norm_layer=nn.BatchNorm2d),
+        **kwargs,
+    )
+    return _finish(model)
+
+
+__all__ = ["COCO_CATEGORIES", "FusedMultiScaleRoIAlign", "FusedTransform", "rename_legacy_keys"]
