@@ -7,6 +7,8 @@ outputs change only by float rounding.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -16,9 +18,13 @@ _PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
 
 def _fold(conv: nn.Conv2d, bn: nn.Module) -> None:
-    eps = bn.eps
-    scale = bn.weight.detach() * torch.rsqrt(bn.running_var.detach() + eps)
-    shift = bn.bias.detach() - bn.running_mean.detach() * scale
+    eps = float(bn.eps)  # type: ignore[arg-type]
+    weight_bn: torch.Tensor = bn.weight  # type: ignore[assignment]
+    bias_bn: torch.Tensor = bn.bias  # type: ignore[assignment]
+    mean: torch.Tensor = bn.running_mean  # type: ignore[assignment]
+    var: torch.Tensor = bn.running_var  # type: ignore[assignment]
+    scale = weight_bn.detach() * torch.rsqrt(var.detach() + eps)
+    shift = bias_bn.detach() - mean.detach() * scale
     weight = conv.weight.detach() * scale.reshape(-1, 1, 1, 1)
     bias = shift if conv.bias is None else conv.bias.detach() * scale + shift
     conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
@@ -37,17 +43,17 @@ def fuse_conv_bn(model: nn.Module) -> int:
     for module in list(model.modules()):
         if isinstance(module, nn.Sequential):
             names = list(module._modules)
-            for first, second in zip(names, names[1:], strict=False):
+            for first, second in pairwise(names):
                 conv, bn = module._modules[first], module._modules[second]
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, _NORMS):
                     _fold(conv, bn)
                     module._modules[second] = nn.Identity()
                     folded += 1
         for conv_name, bn_name in _PAIRS:
-            conv = getattr(module, conv_name, None)
-            bn = getattr(module, bn_name, None)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, _NORMS):
-                _fold(conv, bn)
+            conv_attr = getattr(module, conv_name, None)
+            bn_attr = getattr(module, bn_name, None)
+            if isinstance(conv_attr, nn.Conv2d) and isinstance(bn_attr, _NORMS):
+                _fold(conv_attr, bn_attr)
                 setattr(module, bn_name, nn.Identity())
                 folded += 1
     return folded

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torchvision.models import resnet50
 from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_Weights
@@ -108,7 +107,8 @@ def _finish(model: MaskRCNN) -> MaskRCNN:
     )
     model.roi_heads.box_roi_pool = FusedMultiScaleRoIAlign(_LEVELS, 7, 2)
     model.roi_heads.mask_roi_pool = FusedMultiScaleRoIAlign(_LEVELS, 14, 2)
-    model.class_names = COCO_CATEGORIES if model.roi_heads.box_predictor.cls_score.out_features == 91 else None  # type: ignore[assignment]
+    classes = model.roi_heads.box_predictor.cls_score.out_features
+    model.class_names = COCO_CATEGORIES if classes == len(COCO_CATEGORIES) else None
     return model
 
 
@@ -174,9 +174,7 @@ def maskrcnn_r50_fpn_v2(
 ) -> MaskRCNN:
     """torchvision's ``maskrcnn_resnet50_fpn_v2`` (batch norm in FPN and heads, 2-conv RPN)."""
     backbone = _backbone(nn.BatchNorm2d, nn.BatchNorm2d, trainable_backbone_layers)
-    anchors = AnchorGenerator(
-        ((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5
-    )
+    anchors = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
     model = MaskRCNN(
         backbone,
         num_classes=num_classes or 91,

@@ -148,7 +148,7 @@ def test_shape_mismatch_is_named() -> None:
 
 
 def test_missing_file_is_named(tmp_path) -> None:
-    with pytest.raises(WeightsError, match="nope.pth does not exist"):
+    with pytest.raises(WeightsError, match=r"nope\.pth does not exist"):
         segcore.build("maskrcnn_r50_fpn", weights=tmp_path / "nope.pth")
 
 
