@@ -30,10 +30,8 @@ at::Tensor forward_cpu(
   if (n == 0 || channels == 0) {
     return out;
   }
-  std::vector<at::Tensor> features;
-  for (const at::Tensor& f : features_in) {
-    features.push_back(f.contiguous());
-  }
+  // Features are read through their strides: NCHW and channels-last alike, no copy.
+  const std::vector<at::Tensor> features(features_in.begin(), features_in.end());
   const at::Tensor rois = rois_in.contiguous();
   const at::Tensor levels = levels_in.contiguous();
   const int64_t num_levels = static_cast<int64_t>(features.size());
@@ -67,15 +65,15 @@ at::Tensor forward_cpu(
           for (int64_t pw = 0; pw < pooled_w; ++pw) {
             for (int64_t iy = 0; iy < g.grid_h; ++iy) {
               for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-                samples[i++] = sample(g, ph, pw, iy, ix, height, width);
+                samples[i++] = sample(g, ph, pw, iy, ix, height, width, f.stride(2), f.stride(3));
               }
             }
           }
         }
-        const scalar_t* image = f.data_ptr<scalar_t>() + b * channels * height * width;
+        const scalar_t* image = f.data_ptr<scalar_t>() + b * f.stride(0);
         scalar_t* roi_out = out_data + r * channels * pooled_h * pooled_w;
         const int64_t bins = pooled_h * pooled_w;
-        const int64_t plane_size = height * width;
+        const int64_t plane_size = f.stride(1);
         // kBlock channels at a time: each sample's positions and weights are loaded once for
         // the block, and the block's sums are independent (instruction-level parallelism).
         int64_t c = 0;
@@ -151,6 +149,7 @@ std::vector<at::Tensor> backward_cpu(
         const Geometry<scalar_t> g = geometry<scalar_t>(
             roi + 1, static_cast<scalar_t>(scales[level]), pooled_h, pooled_w, sampling_ratio,
             aligned);
+        // The gradients are fresh NCHW tensors: rows W apart, columns adjacent.
         scalar_t* image = grads[level].data_ptr<scalar_t>() + b * channels * height * width;
         for (int64_t c = c_begin; c < c_end; ++c) {
           scalar_t* plane = image + c * height * width;
@@ -160,7 +159,7 @@ std::vector<at::Tensor> backward_cpu(
               const scalar_t share = src[ph * pooled_w + pw] / g.count;
               for (int64_t iy = 0; iy < g.grid_h; ++iy) {
                 for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-                  const Sample<scalar_t> s = sample(g, ph, pw, iy, ix, height, width);
+                  const Sample<scalar_t> s = sample(g, ph, pw, iy, ix, height, width, width, 1);
                   for (int i = 0; i < 4; ++i) {
                     plane[s.pos[i]] += share * s.w[i];
                   }

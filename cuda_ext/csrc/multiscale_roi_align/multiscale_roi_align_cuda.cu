@@ -25,6 +25,7 @@ struct Levels {
   scalar_t* data[kMaxLevels];
   int64_t height[kMaxLevels];
   int64_t width[kMaxLevels];
+  int64_t stride[kMaxLevels][4];  // N, C, H, W strides in elements
   scalar_t scale[kMaxLevels];
   int64_t count;
 };
@@ -52,8 +53,9 @@ __global__ void forward_kernel(
     const int64_t width = levels_meta.width[level];
     const Geometry<scalar_t> g = geometry<scalar_t>(
         roi + 1, levels_meta.scale[level], pooled_h, pooled_w, sampling_ratio, aligned);
-    const scalar_t* plane = levels_meta.data[level] + (b * channels + c) * height * width;
-    out[index] = pooled_value(plane, g, ph, pw, height, width);
+    const int64_t* st = levels_meta.stride[level];
+    const scalar_t* plane = levels_meta.data[level] + b * st[0] + c * st[1];
+    out[index] = pooled_value(plane, g, ph, pw, height, width, st[2], st[3]);
   }
 }
 
@@ -83,7 +85,7 @@ __global__ void backward_kernel(
     const scalar_t share = grad[index] / g.count;
     for (int64_t iy = 0; iy < g.grid_h; ++iy) {
       for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-        const Sample<scalar_t> s = sample(g, ph, pw, iy, ix, height, width);
+        const Sample<scalar_t> s = sample(g, ph, pw, iy, ix, height, width, width, 1);
         for (int i = 0; i < 4; ++i) {
           gpuAtomicAdd(plane + s.pos[i], share * s.w[i]);
         }
@@ -113,10 +115,8 @@ at::Tensor forward_cuda(
   if (total == 0) {
     return out;
   }
-  std::vector<at::Tensor> features;
-  for (const at::Tensor& f : features_in) {
-    features.push_back(f.contiguous());
-  }
+  // Features are read through their strides: NCHW and channels-last alike, no copy.
+  const std::vector<at::Tensor> features(features_in.begin(), features_in.end());
   const at::Tensor rois = rois_in.contiguous();
   const at::Tensor levels = levels_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -128,6 +128,9 @@ at::Tensor forward_cuda(
           meta.height[l] = features[l].size(2);
           meta.width[l] = features[l].size(3);
           meta.scale[l] = static_cast<scalar_t>(scales[l]);
+          for (int d = 0; d < 4; ++d) {
+            meta.stride[l][d] = features[l].stride(d);
+          }
         }
         forward_kernel<scalar_t>
             <<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
@@ -171,6 +174,9 @@ std::vector<at::Tensor> backward_cuda(
           meta.height[l] = heights[l];
           meta.width[l] = widths[l];
           meta.scale[l] = static_cast<scalar_t>(scales[l]);
+          for (int d = 0; d < 4; ++d) {
+            meta.stride[l][d] = grads[l].stride(d);
+          }
         }
         backward_kernel<scalar_t>
             <<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(

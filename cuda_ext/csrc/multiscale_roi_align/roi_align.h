@@ -58,12 +58,13 @@ struct Sample {
   T w[4];
 };
 
-// Sample (iy, ix) of bin (ph, pw): four neighbours and their weights in an H x W map;
-// weights all zero when the point lies outside the map.
+// Sample (iy, ix) of bin (ph, pw): four neighbours and their weights in an H x W map whose
+// rows are `row_stride` and columns `col_stride` elements apart (W and 1 for NCHW, W * C and
+// C for channels-last); weights all zero when the point lies outside the map.
 template <typename T>
 HOST_DEVICE_INLINE Sample<T> sample(
     const Geometry<T>& g, int64_t ph, int64_t pw, int64_t iy, int64_t ix, int64_t height,
-    int64_t width) {
+    int64_t width, int64_t row_stride, int64_t col_stride) {
   Sample<T> s;
   T y = g.start_h + static_cast<T>(ph) * g.bin_h +
         static_cast<T>(static_cast<float>(iy) + .5f) * g.bin_h / static_cast<T>(g.grid_h);
@@ -103,10 +104,10 @@ HOST_DEVICE_INLINE Sample<T> sample(
   const T lx = x - static_cast<T>(x_low);
   const T hy = static_cast<T>(1) - ly;
   const T hx = static_cast<T>(1) - lx;
-  s.pos[0] = y_low * width + x_low;
-  s.pos[1] = y_low * width + x_high;
-  s.pos[2] = y_high * width + x_low;
-  s.pos[3] = y_high * width + x_high;
+  s.pos[0] = y_low * row_stride + x_low * col_stride;
+  s.pos[1] = y_low * row_stride + x_high * col_stride;
+  s.pos[2] = y_high * row_stride + x_low * col_stride;
+  s.pos[3] = y_high * row_stride + x_high * col_stride;
   s.w[0] = hy * hx;
   s.w[1] = hy * lx;
   s.w[2] = ly * hx;
@@ -130,11 +131,11 @@ HOST_DEVICE_INLINE T average(const T* plane, const Sample<T>* samples, int64_t n
 template <typename T>
 HOST_DEVICE_INLINE T pooled_value(
     const T* plane, const Geometry<T>& g, int64_t ph, int64_t pw, int64_t height,
-    int64_t width) {
+    int64_t width, int64_t row_stride, int64_t col_stride) {
   T sum = static_cast<T>(0);
   for (int64_t iy = 0; iy < g.grid_h; ++iy) {
     for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-      const Sample<T> s = sample(g, ph, pw, iy, ix, height, width);
+      const Sample<T> s = sample(g, ph, pw, iy, ix, height, width, row_stride, col_stride);
       sum += s.w[0] * plane[s.pos[0]] + s.w[1] * plane[s.pos[1]] + s.w[2] * plane[s.pos[2]] +
              s.w[3] * plane[s.pos[3]];
     }

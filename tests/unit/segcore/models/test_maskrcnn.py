@@ -84,7 +84,15 @@ def test_v1_with_torchvisions_default_eps(compiled_ops: None) -> None:
 
 def test_fused_model_gives_the_same_detections(compiled_ops: None) -> None:
     reference = _reference("maskrcnn_r50_fpn_v2", seed=4)
-    model = segcore.build("maskrcnn_r50_fpn_v2", weights=reference.state_dict(), fuse=True, **SMALL)
+    model = segcore.build(
+        "maskrcnn_r50_fpn_v2",
+        weights=reference.state_dict(),
+        fuse=True,
+        channels_last=True,
+        **SMALL,
+    )
+    conv = model.backbone.body.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     images = _images(5)[:1]
     with torch.inference_mode():

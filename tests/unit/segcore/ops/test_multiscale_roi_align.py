@@ -124,6 +124,16 @@ def test_non_contiguous_features(impl) -> None:
     )
 
 
+def test_channels_last_features(impl) -> None:
+    features = pyramid(2, 16, 256, 256, seed=19)
+    shapes = [(256, 256), (256, 256)]
+    boxes = [random_boxes(30, 256, 256, seed=20), random_boxes(12, 256, 256, seed=21)]
+    expected = torchvision_pool(features, boxes, shapes, 7, 2)
+    last = [f.contiguous(memory_format=torch.channels_last) for f in features]
+    assert not last[0].is_contiguous()
+    torch.testing.assert_close(impl(last, boxes, shapes, 7, 2), expected, atol=1e-6, rtol=1e-5)
+
+
 def test_gradients_equal_torchvision(compiled_ops: None) -> None:
     base = pyramid(2, 4, 128, 160, seed=13)
     boxes = [random_boxes(25, 128, 160, seed=14), random_boxes(10, 128, 160, seed=15)]
