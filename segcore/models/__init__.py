@@ -1,5 +1,5 @@
 """The architectures; importing this package registers them (no I/O, no device queries)."""
 
-from segcore.models import maskrcnn
+from segcore.models import maskrcnn, yolact
 
-__all__ = ["maskrcnn"]
+__all__ = ["maskrcnn", "yolact"]

@@ -48,6 +48,11 @@ def load_strict(
     mis-shaped keys (never ignoring any)."""
     renamed = rename(dict(state)) if rename is not None else dict(state)
     expected = model.state_dict()
+    # Files saved before batch norms counted their batches lack the counter; PyTorch fills
+    # it in on load, and so does this.
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in renamed:
+            renamed[key] = value
     unknown = sorted(set(renamed) - set(expected))
     missing = sorted(set(expected) - set(renamed))
     shapes = sorted(
