@@ -78,7 +78,7 @@ CONFIGS = {
     ),
 }
 
-_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
 class DCN(nn.Module):
@@ -149,10 +149,43 @@ class Bottleneck(nn.Module):
         return self.relu(out + residual)
 
 
-class ResNetBackbone(nn.Module):
-    """YOLACT's ResNet: returns the outputs of the four stages (C2..C5)."""
+class BasicBlock(nn.Module):
+    """ResNet-18/34 block (two 3x3 convolutions), with YOLACT's naming."""
 
-    def __init__(self, blocks: tuple[int, ...], dcn_layers: tuple[int, ...], dcn_interval: int):
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        use_dcn: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2: nn.Module = (
+            DCN(planes, planes, 1)
+            if use_dcn
+            else nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        )
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + residual)
+
+
+class ResNetBackbone(nn.Module):
+    """YOLACT's ResNet (18, 34, 50 or 101 layers; deformable 3x3 convolutions in the blocks
+    ``dcn_layers`` and ``dcn_interval`` pick): returns the four stages' outputs (C2..C5)."""
+
+    def __init__(self, depth: int, dcn_layers: tuple[int, ...], dcn_interval: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -160,21 +193,26 @@ class ResNetBackbone(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.layers = nn.ModuleList()
         self.channels: list[int] = []
+        if depth not in _BLOCKS:
+            raise ValueError(f"ResNet depth must be one of {sorted(_BLOCKS)}, got {depth}")
+        blocks = _BLOCKS[depth]
+        block: type[Bottleneck] | type[BasicBlock] = Bottleneck if depth >= 50 else BasicBlock
         inplanes = 64
         for index, (count, planes) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
             stride = 1 if index == 0 else 2
+            out_planes = planes * block.expansion
             downsample = None
-            if stride != 1 or inplanes != planes * 4:
+            if stride != 1 or inplanes != out_planes:
                 downsample = nn.Sequential(
-                    nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
-                    nn.BatchNorm2d(planes * 4),
+                    nn.Conv2d(inplanes, out_planes, 1, stride=stride, bias=False),
+                    nn.BatchNorm2d(out_planes),
                 )
             dcn = dcn_layers[index]
-            layer = [Bottleneck(inplanes, planes, stride, downsample, use_dcn=dcn >= count)]
-            inplanes = planes * 4
+            layer = [block(inplanes, planes, stride, downsample, use_dcn=dcn >= count)]
+            inplanes = out_planes
             for i in range(1, count):
                 use_dcn = (i + dcn) >= count and i % dcn_interval == 0
-                layer.append(Bottleneck(inplanes, planes, use_dcn=use_dcn))
+                layer.append(block(inplanes, planes, use_dcn=use_dcn))
             self.layers.append(nn.Sequential(*layer))
             self.channels.append(inplanes)
 
@@ -326,9 +364,7 @@ class Yolact(nn.Module):
             if config.num_classes == len(COCO_CLASSES) + 1
             else [f"class_{i}" for i in range(config.num_classes - 1)]
         )
-        self.backbone = ResNetBackbone(
-            _BLOCKS[config.depth], config.dcn_layers, config.dcn_interval
-        )
+        self.backbone = ResNetBackbone(config.depth, config.dcn_layers, config.dcn_interval)
         self.fpn = FPN(self.backbone.channels[1:], config.fpn_features, config.num_downsample)
         self.proto_net = proto_net(config.fpn_features, config.mask_dim)
         self.prediction_layers = nn.ModuleList([PredictionModule(config)])

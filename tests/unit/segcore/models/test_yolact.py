@@ -252,3 +252,17 @@ def test_training_keeps_batch_norms_frozen() -> None:
     model = segcore.build("yolact_r50").train()
     assert model.training
     assert all(not m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize(("depth", "channels"), [(18, 512), (34, 512), (50, 2048)])
+def test_backbone_depths(compiled_ops: None, depth: int, channels: int) -> None:
+    model = _confident(segcore.build("yolact_r50", depth=depth, max_size=256), seed=7)
+    assert model.fpn.lat_layers[0].in_channels == channels
+    with torch.inference_mode():
+        [out] = model([torch.rand(3, 100, 120)])
+    assert out["masks"].shape[1:] == (1, 100, 120)
+
+
+def test_unknown_setting_is_named() -> None:
+    with pytest.raises(TypeError, match="unknown settings mask_dimm"):
+        segcore.build("yolact_r50", mask_dimm=16)
