@@ -442,9 +442,10 @@ class Yolact(nn.Module):
         cfg = self.config
         height, width = size
         device = preds["loc"].device
-        scores_all = F.softmax(preds["conf"][b], dim=-1)[:, 1:].t()  # (C, P)
+        # Post-processing in float32 whatever the network ran in (float16 on GPU).
+        scores_all = F.softmax(preds["conf"][b].float(), dim=-1)[:, 1:].t()  # (C, P)
         keep = scores_all.max(dim=0).values > cfg.nms_conf_thresh
-        boxes = decode(preds["loc"][b][keep], preds["priors"][keep])
+        boxes = decode(preds["loc"][b][keep].float(), preds["priors"][keep].float())
         boxes, scores, classes, index = fast_nms(
             boxes,
             scores_all[:, keep].contiguous(),
