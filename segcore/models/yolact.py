@@ -32,6 +32,7 @@ class YolactConfig:
     """One YOLACT variant (the fields of the official config that differ between them)."""
 
     depth: int
+    backbone_width: int = 64  # channels of the first stage; 64 in every official model
     dcn_layers: tuple[int, int, int, int] = (0, 0, 0, 0)
     dcn_interval: int = 1
     pred_scales: tuple[tuple[float, ...], ...] = ((24,), (48,), (96,), (192,), (384,))
@@ -185,10 +186,12 @@ class ResNetBackbone(nn.Module):
     """YOLACT's ResNet (18, 34, 50 or 101 layers; deformable 3x3 convolutions in the blocks
     ``dcn_layers`` and ``dcn_interval`` pick): returns the four stages' outputs (C2..C5)."""
 
-    def __init__(self, depth: int, dcn_layers: tuple[int, ...], dcn_interval: int) -> None:
+    def __init__(
+        self, depth: int, dcn_layers: tuple[int, ...], dcn_interval: int, width: int = 64
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.layers = nn.ModuleList()
@@ -197,8 +200,9 @@ class ResNetBackbone(nn.Module):
             raise ValueError(f"ResNet depth must be one of {sorted(_BLOCKS)}, got {depth}")
         blocks = _BLOCKS[depth]
         block: type[Bottleneck] | type[BasicBlock] = Bottleneck if depth >= 50 else BasicBlock
-        inplanes = 64
-        for index, (count, planes) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
+        inplanes = width
+        stage_planes = (width, 2 * width, 4 * width, 8 * width)
+        for index, (count, planes) in enumerate(zip(blocks, stage_planes, strict=True)):
             stride = 1 if index == 0 else 2
             out_planes = planes * block.expansion
             downsample = None
@@ -364,7 +368,9 @@ class Yolact(nn.Module):
             if config.num_classes == len(COCO_CLASSES) + 1
             else [f"class_{i}" for i in range(config.num_classes - 1)]
         )
-        self.backbone = ResNetBackbone(config.depth, config.dcn_layers, config.dcn_interval)
+        self.backbone = ResNetBackbone(
+            config.depth, config.dcn_layers, config.dcn_interval, config.backbone_width
+        )
         self.fpn = FPN(self.backbone.channels[1:], config.fpn_features, config.num_downsample)
         self.proto_net = proto_net(config.fpn_features, config.mask_dim)
         self.prediction_layers = nn.ModuleList([PredictionModule(config)])

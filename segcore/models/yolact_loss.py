@@ -8,8 +8,9 @@
 - I (YOLACT++): smooth-L1 between the mask IoU branch's prediction and the mask's real IoU
   with its object (alpha 25).
 
-Targets per image: ``boxes`` (N, 4) xyxy in input pixels, ``labels`` (N,) int64 in
-1..num_classes-1 (0 is the background, as torchvision counts), ``masks`` (N, H, W).
+Targets per image: ``boxes`` (N, 4) xyxy in input pixels, ``labels`` (N,) int64 class
+indices into the model's ``class_names`` (0-based, as the model's outputs), ``masks``
+(N, H, W).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def match(truths: Tensor, labels: Tensor, priors: Tensor) -> tuple[Tensor, Tenso
         overlaps[j, :] = -1
         best_truth_overlap[i] = 2
         best_truth_idx[i] = j
-    conf = labels[best_truth_idx].clone()
+    conf = labels[best_truth_idx] + 1  # 0 is the background
     conf[best_truth_overlap < POS_THRESH] = -1
     conf[best_truth_overlap < NEG_THRESH] = 0
     return encode(truths[best_truth_idx], priors), conf, best_truth_idx
@@ -168,7 +169,7 @@ def yolact_losses(
             )
             segment_t = torch.zeros_like(segm[b])
             for obj, label in enumerate(target["labels"].tolist()):
-                segment_t[label - 1] = torch.maximum(segment_t[label - 1], small[obj])
+                segment_t[label] = torch.maximum(segment_t[label], small[obj])
         loss_s = loss_s + F.binary_cross_entropy_with_logits(segm[b], segment_t, reduction="sum")
     losses["loss_semantic"] = loss_s / seg_h / seg_w * SEMANTIC_ALPHA / len(images)
 
