@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from segcore.data.coco import DatasetError
+from segcore.models.weights import WeightsError
 from services.common.settings import ConfigFileError, Settings
 from services.infra.errors import InfraError
 
@@ -47,6 +49,37 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, frames=args.frames)
 
 
+def _train(settings: Settings, args: argparse.Namespace) -> int:
+    from segcore.training import TrainConfig, train
+
+    try:
+        config = TrainConfig.from_file(args.config)
+    except ValueError as exc:
+        print(f"segstream train: {exc}", file=sys.stderr)
+        return 2
+    if args.iterations is not None:
+        config.iterations = args.iterations
+    train(config, resume=not args.restart)
+    return 0
+
+
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    import segcore
+    from segcore.evaluation import evaluate
+    from segcore.training import open_eval_data
+
+    overrides = {}
+    if args.weights:
+        overrides["weights"] = args.weights
+    if args.model == "yolact_r18_demo" and args.weights:
+        overrides["pretrained"] = False
+    model = segcore.build(args.model, **overrides)
+    samples, names = open_eval_data(args.data, args.images, (240, 320))
+    result = evaluate(model, samples, names)
+    print(result.table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segstream",
@@ -66,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--require-cuda", action="store_true", help="fail when nvcc is not found")
     ops.set_defaults(func=_ops)
 
+    train = sub.add_parser("train", help="train a model from a TOML config")
+    train.add_argument("config", help="e.g. configs/yolact_r18_demo.toml")
+    train.add_argument("--iterations", type=int, help="override the config's iterations")
+    train.add_argument("--restart", action="store_true", help="ignore the last checkpoint")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("eval", help="COCO mask and box AP of a model on a dataset")
+    evaluate.add_argument("--model", required=True, help="a registered model name")
+    evaluate.add_argument("--weights", help="weights file (the model's own by default)")
+    evaluate.add_argument(
+        "--data", default="synthetic:val", help="synthetic:val or coco:IMAGES_DIR:ANNOTATIONS"
+    )
+    evaluate.add_argument("--images", type=int, default=200, help="how many images")
+    evaluate.set_defaults(func=_eval)
+
     demo = sub.add_parser(
         "demo", help="start the local infrastructure and push a synthetic camera through it"
     )
@@ -84,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(settings, args))
     except InfraError as exc:
+        print(f"segstream: {exc}", file=sys.stderr)
+        return 1
+    except (DatasetError, WeightsError) as exc:
         print(f"segstream: {exc}", file=sys.stderr)
         return 1
 

@@ -108,7 +108,11 @@ def _finish(model: MaskRCNN) -> MaskRCNN:
     model.roi_heads.box_roi_pool = FusedMultiScaleRoIAlign(_LEVELS, 7, 2)
     model.roi_heads.mask_roi_pool = FusedMultiScaleRoIAlign(_LEVELS, 14, 2)
     classes = model.roi_heads.box_predictor.cls_score.out_features
-    model.class_names = COCO_CATEGORIES if classes == len(COCO_CATEGORIES) else None
+    model.class_names = (
+        COCO_CATEGORIES
+        if classes == len(COCO_CATEGORIES)
+        else ["__background__", *(f"class_{i}" for i in range(1, classes))]
+    )
     return model
 
 

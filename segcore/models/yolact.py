@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
+from segcore.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from segcore.models.coco import COCO_CLASSES
 from segcore.models.weights import load_strict, read_state_dict
 from segcore.ops import assemble_masks, fast_nms
@@ -53,6 +55,7 @@ class YolactConfig:
     mean: tuple[float, float, float] = (123.68, 116.78, 103.94)
     std: tuple[float, float, float] = (58.40, 57.12, 57.38)
     maskiou_channels: tuple[int, ...] = field(default=(8, 16, 32, 64, 128))
+    class_names: tuple[str, ...] | None = None  # COCO's 80 when None and num_classes is 81
 
     @property
     def num_priors(self) -> int:
@@ -78,6 +81,20 @@ CONFIGS = {
         use_maskiou=True,
     ),
 }
+
+#: The demo model: a narrow ResNet-18 YOLACT at 320x320 for the synthetic camera's classes,
+#: trained by ``segstream train configs/yolact_r18_demo.toml``; its weights ship with segcore.
+DEMO_NAME = "yolact_r18_demo"
+DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / f"{DEMO_NAME}.pt"
+DEMO_CONFIG = YolactConfig(
+    depth=18,
+    backbone_width=32,
+    fpn_features=128,
+    num_classes=len(SYNTHETIC_CLASSES) + 1,
+    class_names=SYNTHETIC_CLASSES,
+    max_size=320,
+    pred_scales=((16,), (32,), (64,), (128,), (256,)),
+)
 
 _BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
@@ -363,11 +380,16 @@ class Yolact(nn.Module):
     def __init__(self, config: YolactConfig) -> None:
         super().__init__()
         self.config = config
-        self.class_names = (
-            list(COCO_CLASSES)
-            if config.num_classes == len(COCO_CLASSES) + 1
-            else [f"class_{i}" for i in range(config.num_classes - 1)]
-        )
+        if config.class_names is not None:
+            if len(config.class_names) != config.num_classes - 1:
+                raise ValueError(
+                    f"{len(config.class_names)} class names for {config.num_classes - 1} classes"
+                )
+            self.class_names = list(config.class_names)
+        elif config.num_classes == len(COCO_CLASSES) + 1:
+            self.class_names = list(COCO_CLASSES)
+        else:
+            self.class_names = [f"class_{i}" for i in range(config.num_classes - 1)]
         self.backbone = ResNetBackbone(
             config.depth, config.dcn_layers, config.dcn_interval, config.backbone_width
         )
@@ -513,18 +535,7 @@ def rename_official_keys(
     return rename
 
 
-def _builder(name: str) -> Any:
-    base = CONFIGS[name]
-
-    def build(*, num_classes: int | None = None, **overrides: Any) -> Yolact:
-        fields = dict(overrides)
-        if num_classes is not None:
-            fields["num_classes"] = num_classes  # with the background, as torchvision counts
-        unknown = sorted(set(fields) - set(base.__dict__))
-        if unknown:
-            raise TypeError(f"{name}: unknown settings {', '.join(unknown)}")
-        return Yolact(YolactConfig(**{**base.__dict__, **fields}))
-
+def _load(name: str) -> Any:
     def load(model: nn.Module, weights: Any) -> None:
         assert isinstance(model, Yolact)
         load_strict(
@@ -534,9 +545,41 @@ def _builder(name: str) -> Any:
             rename=rename_official_keys(model.config.num_downsample),
         )
 
-    register(name, loader=load)(build)
+    return load
+
+
+def _builder(name: str, base: YolactConfig) -> Any:
+    def build(*, num_classes: int | None = None, **overrides: Any) -> Yolact:
+        fields = dict(overrides)
+        if num_classes is not None:
+            fields["num_classes"] = num_classes  # with the background, as torchvision counts
+        unknown = sorted(set(fields) - set(base.__dict__))
+        if unknown:
+            raise TypeError(f"{name}: unknown settings {', '.join(unknown)}")
+        return Yolact(YolactConfig(**{**base.__dict__, **fields}))
+
+    register(name, loader=_load(name))(build)
     return build
 
 
-for _name in CONFIGS:
-    _builder(_name)
+for _name, _config in CONFIGS.items():
+    _builder(_name, _config)
+
+
+@register(DEMO_NAME, loader=_load(DEMO_NAME))
+def yolact_r18_demo(*, pretrained: bool = True, **overrides: Any) -> Yolact:
+    """The demo model, with its shipped weights unless ``pretrained=False`` (for training)."""
+    if overrides.get("num_classes") not in (None, DEMO_CONFIG.num_classes):
+        raise TypeError(f"{DEMO_NAME} has {DEMO_CONFIG.num_classes} classes")
+    overrides.pop("num_classes", None)
+    model = Yolact(YolactConfig(**{**DEMO_CONFIG.__dict__, **overrides}))
+    if pretrained:
+        if not DEMO_WEIGHTS.is_file():
+            from segcore.models.weights import WeightsError
+
+            raise WeightsError(
+                f"{DEMO_WEIGHTS} is missing; train it with "
+                "`segstream train configs/yolact_r18_demo.toml` or pass pretrained=False"
+            )
+        _load(DEMO_NAME)(model, DEMO_WEIGHTS)
+    return model
