@@ -56,6 +56,7 @@ class YolactConfig:
     std: tuple[float, float, float] = (58.40, 57.12, 57.38)
     maskiou_channels: tuple[int, ...] = field(default=(8, 16, 32, 64, 128))
     class_names: tuple[str, ...] | None = None  # COCO's 80 when None and num_classes is 81
+    freeze_bn: bool = True  # the official training keeps the pretrained statistics
 
     @property
     def num_priors(self) -> int:
@@ -82,18 +83,19 @@ CONFIGS = {
     ),
 }
 
-#: The demo model: a narrow ResNet-18 YOLACT at 320x320 for the synthetic camera's classes,
+#: The demo model: a narrow ResNet-18 YOLACT at 256x256 for the synthetic camera's classes,
 #: trained by ``segstream train configs/yolact_r18_demo.toml``; its weights ship with segcore.
 DEMO_NAME = "yolact_r18_demo"
 DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / f"{DEMO_NAME}.pt"
 DEMO_CONFIG = YolactConfig(
     depth=18,
     backbone_width=32,
-    fpn_features=128,
+    fpn_features=96,
     num_classes=len(SYNTHETIC_CLASSES) + 1,
     class_names=SYNTHETIC_CLASSES,
-    max_size=320,
+    max_size=256,
     pred_scales=((16,), (32,), (64,), (128,), (256,)),
+    freeze_bn=False,
 )
 
 _BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -407,11 +409,13 @@ class Yolact(nn.Module):
         self._priors: dict[tuple[int, int, int, str], Tensor] = {}
 
     def train(self, mode: bool = True) -> Yolact:
-        """Training keeps the batch norms frozen, as the official training does."""
+        """Training keeps the batch norms frozen, as the official training does (unless
+        ``freeze_bn=False``: a model trained from scratch needs them learning)."""
         super().train(mode)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
+        if self.config.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
         return self
 
     def preprocess(self, images: list[Tensor]) -> Tensor:
