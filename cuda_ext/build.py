@@ -74,7 +74,7 @@ def _fingerprint(files: Sequence[Path], flags: Sequence[str]) -> str:
     for path in files:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    for header in sorted(CSRC.rglob("*.h")):
+    for header in sorted([*CSRC.rglob("*.h"), *CSRC.rglob("*.cuh")]):
         digest.update(header.read_bytes())
     digest.update("\0".join(flags).encode())
     return digest.hexdigest()[:16]

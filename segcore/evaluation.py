@@ -10,12 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import nn
 
-from segcore.data.coco import boxes_of
+from segcore.data.coco import annotation
 from segcore.ops import masks_to_rle
 
 
@@ -95,22 +94,8 @@ def evaluate(
     for image_id, (frame, target) in enumerate(samples, start=1):
         height, width = frame.shape[:2]
         images.append({"id": image_id, "height": height, "width": width})
-        for label, mask, box in zip(
-            target["labels"], target["masks"], boxes_of(target["masks"]), strict=True
-        ):
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            x1, y1, x2, y2 = (float(v) for v in box)
-            annotations.append(
-                {
-                    "id": ann_id,
-                    "image_id": image_id,
-                    "category_id": int(label) + 1,
-                    "segmentation": rle,
-                    "area": float(mask.sum()),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "iscrowd": 0,
-                }
-            )
+        for label, mask in zip(target["labels"], target["masks"], strict=True):
+            annotations.append(annotation(ann_id, image_id, int(label), mask))
             ann_id += 1
         batch.append((image_id, frame))
         if len(batch) == batch_size:

@@ -167,6 +167,22 @@ def boxes_of(masks: np.ndarray) -> np.ndarray:
     return out
 
 
+def annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray) -> dict[str, Any]:
+    """COCO annotation of one instance: class index ``label`` (category ``label + 1``), its
+    mask as compressed RLE (counts as text), its box and area."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    x1, y1, x2, y2 = (float(v) for v in boxes_of(mask[None])[0])
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": label + 1,
+        "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode()},
+        "area": float(mask.sum()),
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "iscrowd": 0,
+    }
+
+
 def write_coco(
     frames: Iterable[tuple[np.ndarray, dict[str, np.ndarray]]],
     folder: str | Path,
@@ -188,21 +204,8 @@ def write_coco(
             Image.fromarray(frame).save(folder / "images" / name)
         height, width = frame.shape[:2]
         images.append({"id": image_id, "file_name": name, "height": height, "width": width})
-        masks = target["masks"]
-        for label, mask, box in zip(target["labels"], masks, boxes_of(masks), strict=True):
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            x1, y1, x2, y2 = (float(v) for v in box)
-            annotations.append(
-                {
-                    "id": ann_id,
-                    "image_id": image_id,
-                    "category_id": int(label) + 1,
-                    "segmentation": {"size": [height, width], "counts": rle["counts"].decode()},
-                    "area": float(mask.sum()),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "iscrowd": 0,
-                }
-            )
+        for label, mask in zip(target["labels"], target["masks"], strict=True):
+            annotations.append(annotation(ann_id, image_id, int(label), mask))
             ann_id += 1
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(class_names)]
     path = folder / "instances.json"

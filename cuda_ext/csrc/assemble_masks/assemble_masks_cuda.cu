@@ -11,12 +11,11 @@
 
 #include "assemble_masks.h"
 #include "checks.h"
+#include "../common/launch.cuh"
 
 namespace cuda_ext {
 namespace assemble_masks {
 namespace {
-
-constexpr int kThreads = 256;
 
 template <typename scalar_t>
 __global__ void assemble_masks_kernel(
@@ -60,10 +59,7 @@ at::Tensor assemble_masks_cuda(
   const at::Tensor boxes = boxes_in.contiguous();
   const at::Tensor batch_index = batch_index_in.contiguous();
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int64_t max_blocks =
-      static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
-  const int blocks = static_cast<int>(
-      std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks));
+  const int blocks = grid_stride_blocks(total);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, protos.scalar_type(), "assemble_masks_cuda", [&] {
         assemble_masks_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(

@@ -7,12 +7,11 @@
 
 #include "checks.h"
 #include "fast_nms.h"
+#include "../common/launch.cuh"
 
 namespace cuda_ext {
 namespace fast_nms {
 namespace {
-
-constexpr int kThreads = 256;
 
 // Grid: (ceil(k / kThreads), classes). Each block handles kThreads candidates of one class.
 template <typename scalar_t>

@@ -9,12 +9,11 @@
 #include <tuple>
 
 #include "masks_to_rle.h"
+#include "../common/launch.cuh"
 
 namespace cuda_ext {
 namespace rle {
 namespace {
-
-constexpr int kThreads = 256;
 
 __global__ void count_kernel(
     const uint8_t* __restrict__ masks, int64_t n, int64_t height, int64_t width,

@@ -12,12 +12,11 @@
 
 #include "checks.h"
 #include "roi_align.h"
+#include "../common/launch.cuh"
 
 namespace cuda_ext {
 namespace roi_align {
 namespace {
-
-constexpr int kThreads = 256;
 
 // The levels, passed by value to the kernels.
 template <typename scalar_t>
@@ -94,12 +93,6 @@ __global__ void backward_kernel(
   }
 }
 
-int blocks_for(int64_t total) {
-  const int64_t max_blocks =
-      static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
-  return static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks));
-}
-
 at::Tensor forward_cuda(
     at::TensorList features_in, const at::Tensor& rois_in, const at::Tensor& levels_in,
     at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
@@ -133,7 +126,7 @@ at::Tensor forward_cuda(
           }
         }
         forward_kernel<scalar_t>
-            <<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            <<<grid_stride_blocks(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
                 meta, rois.data_ptr<scalar_t>(), levels.data_ptr<int64_t>(), total, batch,
                 channels, pooled_h, pooled_w, sampling_ratio, aligned, out.data_ptr<scalar_t>());
       });
@@ -179,7 +172,7 @@ std::vector<at::Tensor> backward_cuda(
           }
         }
         backward_kernel<scalar_t>
-            <<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            <<<grid_stride_blocks(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
                 meta, grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
                 levels.data_ptr<int64_t>(), total, batch, channels, grad.size(2), grad.size(3),
                 sampling_ratio, aligned);

@@ -12,12 +12,11 @@
 
 #include "checks.h"
 #include "paste_masks.h"
+#include "../common/launch.cuh"
 
 namespace cuda_ext {
 namespace paste_masks {
 namespace {
-
-constexpr int kThreads = 256;
 
 // Writes the pasted value, or (value > threshold) when out_t is bool.
 template <typename scalar_t, typename out_t>
@@ -57,10 +56,7 @@ at::Tensor paste_masks_cuda(
   const at::Tensor masks = masks_in.contiguous();
   const at::Tensor boxes = boxes_in.contiguous();
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int64_t max_blocks =
-      static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
-  const int blocks = static_cast<int>(
-      std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks));
+  const int blocks = grid_stride_blocks(total);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, masks.scalar_type(), "paste_masks_cuda", [&] {

@@ -10,12 +10,11 @@
 
 #include "checks.h"
 #include "preprocess_frames.h"
+#include "../common/launch.cuh"
 
 namespace cuda_ext {
 namespace preprocess {
 namespace {
-
-constexpr int kThreads = 256;
 
 struct Norm {
   float mean[3];
@@ -56,10 +55,7 @@ at::Tensor preprocess_frames_cuda(
     norm.mean[c] = static_cast<float>(mean[c]);
     norm.std[c] = static_cast<float>(std[c]);
   }
-  const int64_t max_blocks =
-      static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
-  const int blocks = static_cast<int>(
-      std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks));
+  const int blocks = grid_stride_blocks(total);
   preprocess_kernel<<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
       frames.data_ptr<uint8_t>(), total, frames.size(1), frames.size(2), out_h, out_w, norm,
       out.data_ptr<float>());
