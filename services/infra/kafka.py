@@ -140,8 +140,12 @@ def resolve_jars(
 
 
 def cluster_id() -> str:
-    """A random KRaft cluster id (Kafka's base64url form of a UUID)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random KRaft cluster id (Kafka's base64url form of a UUID). Like Kafka's own
+    Uuid.randomUuid, never one starting with '-', which a command line reads as an option."""
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not value.startswith("-"):
+            return value
 
 
 def server_properties(settings: Settings, data_dir: Path) -> str:
@@ -217,10 +221,8 @@ class KafkaServer:
                     *jvm,
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id(),
-                    "-c",
-                    str(props),
+                    f"--cluster-id={cluster_id()}",
+                    f"--config={props}",
                 ],
                 capture_output=True,
                 text=True,

@@ -38,9 +38,12 @@ def test_server_properties_listen_on_loopback_only(tmp_path: Path) -> None:
 
 
 def test_cluster_id_is_kafka_uuid_form() -> None:
-    ids = {cluster_id() for _ in range(20)}
-    assert len(ids) == 20
+    ids = {cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
     assert all(len(i) == 22 and "=" not in i for i in ids)
+    # One id in 64 would start with '-' if drawn blindly: the command line would take it
+    # for an option.
+    assert not any(i.startswith("-") for i in ids)
 
 
 def test_topic_specs() -> None:
