@@ -68,6 +68,16 @@ def _pair(output_size: int | Sequence[int]) -> tuple[int, int]:
     return int(output_size[0]), int(output_size[1])
 
 
+def assign_levels(
+    features: Sequence[Tensor], boxes: Sequence[Tensor], image_shapes: Sequence[tuple[int, int]]
+) -> tuple[list[float], Tensor, Tensor]:
+    """torchvision's bookkeeping: each level's scale, the RoIs (image index, box) and each
+    RoI's level."""
+    scales = infer_scales(features, image_shapes)
+    rois = to_rois(boxes)
+    return scales, rois, map_levels(rois[:, 1:], scales)
+
+
 def multiscale_roi_align_reference(
     features: Sequence[Tensor],
     boxes: Sequence[Tensor],
@@ -78,9 +88,7 @@ def multiscale_roi_align_reference(
 ) -> Tensor:
     """torchvision's per-level loop (its ``_multiscale_roi_align``), on its ``roi_align``."""
     size = _pair(output_size)
-    scales = infer_scales(features, image_shapes)
-    rois = to_rois(boxes)
-    levels = map_levels(rois[:, 1:], scales)
+    scales, rois, levels = assign_levels(features, boxes, image_shapes)
     first = features[0]
     result = first.new_zeros((rois.shape[0], first.shape[1], *size))
     for level, (feature, scale) in enumerate(zip(features, scales, strict=True)):
@@ -149,9 +157,7 @@ def multiscale_roi_align(
         return multiscale_roi_align_reference(
             features, boxes, image_shapes, output_size, sampling_ratio, aligned
         )
-    scales = infer_scales(features, image_shapes)
-    rois = to_rois(boxes)
-    levels = map_levels(rois[:, 1:], scales)
+    scales, rois, levels = assign_levels(features, boxes, image_shapes)
     result: Tensor = torch.ops.cuda_ext.multiscale_roi_align(
         list(features), rois, levels, scales, pooled_h, pooled_w, sampling_ratio, aligned
     )
@@ -159,6 +165,7 @@ def multiscale_roi_align(
 
 
 __all__ = [
+    "assign_levels",
     "infer_scales",
     "map_levels",
     "multiscale_roi_align",

@@ -164,13 +164,11 @@ def test_gradcheck_float64(compiled_ops: None) -> None:
 
 
 def test_registered_for_tracing(compiled_ops: None) -> None:
-    from segcore.ops.multiscale_roi_align import infer_scales, map_levels, to_rois
+    from segcore.ops.multiscale_roi_align import assign_levels
 
     features = pyramid(1, 4, 128, 128, seed=17)
     boxes = [random_boxes(10, 128, 128, seed=18)]
-    scales = infer_scales(features, [(128, 128)])
-    rois = to_rois(boxes)
-    levels = map_levels(rois[:, 1:], scales)
+    scales, rois, levels = assign_levels(features, boxes, [(128, 128)])
     torch.library.opcheck(
         torch.ops.cuda_ext.multiscale_roi_align.default,
         (features, rois, levels, scales, 7, 7, 2, False),
