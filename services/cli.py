@@ -80,6 +80,36 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from services.pipeline.run import RunOptions, SourceError, run
+
+    options = RunOptions(
+        source=args.source,
+        model=args.model,
+        fps=args.fps,
+        max_frames=args.max_frames,
+        min_score=args.min_score,
+        batch_size=args.batch,
+    )
+    try:
+        if args.output:
+            with open(args.output, "w") as out:
+                stats = run(options, out)
+        else:
+            stats = run(options)
+    except SourceError as exc:
+        print(f"segstream run: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"segstream run: {stats.published} events from {stats.sampled} sampled frames"
+        f" ({stats.dropped} dropped)",
+        file=sys.stderr,
+    )
+    for error in stats.errors:
+        print(f"segstream run: {error}", file=sys.stderr)
+    return 1 if stats.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segstream",
@@ -113,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--images", type=int, default=200, help="how many images")
     evaluate.set_defaults(func=_eval)
+
+    run = sub.add_parser(
+        "run", help="segment one source in this process, events as JSON lines (no servers)"
+    )
+    run.add_argument("source", help="a video file, rtsp://, http(s):// URL")
+    run.add_argument("--model", default="yolact_r18_demo", help="a registered model")
+    run.add_argument("--output", help="JSON lines file (standard output by default)")
+    run.add_argument("--fps", type=float, help="sample to this rate (every frame by default)")
+    run.add_argument("--max-frames", type=int, help="stop after this many sampled frames")
+    run.add_argument("--min-score", type=float, default=0.3, help="drop weaker instances")
+    run.add_argument("--batch", type=int, default=4, help="frames per inference batch")
+    run.set_defaults(func=_run)
 
     demo = sub.add_parser(
         "demo", help="start the local infrastructure and push a synthetic camera through it"

@@ -10,7 +10,6 @@ printing each event with each instance's mask IoU against the scene's ground tru
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,10 +18,11 @@ import av
 import numpy as np
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 import segcore
 from segcore.data import synthetic
-from segcore.ops import masks_to_rle
+from services.common.events import MaskEvent, encode_event
 from services.common.kafka import (
     ensure_topics,
     frames_spec,
@@ -33,6 +33,7 @@ from services.common.kafka import (
 from services.common.metrics import PipelineMetrics
 from services.common.redis import make_redis, masks_key
 from services.common.settings import Settings
+from services.pipeline.run import instances_of
 
 MODEL = "yolact_r18_demo"
 SIZE = (240, 320)
@@ -48,43 +49,6 @@ def _iou(mask: np.ndarray, truths: list[np.ndarray]) -> float:
         if union:
             best = max(best, float(np.logical_and(mask, truth).sum() / union))
     return best
-
-
-def _event(
-    model: torch.nn.Module, out: dict[str, torch.Tensor], head: dict[str, str], stream_id: str
-) -> tuple[dict[str, object], np.ndarray, list[int]]:
-    """The event of one frame (DESIGN's schema), its binary masks and their labels."""
-    names: list[str] = list(getattr(model, "class_names", []))
-    keep = out["scores"] > MIN_SCORE
-    binary = out["masks"][keep][:, 0] > 0.5
-    labels = out["labels"][keep].tolist()
-    rles = masks_to_rle(binary)
-    instances = [
-        {
-            "label": names[label],
-            "class_id": label,
-            "score": round(float(score), 4),
-            "box": [round(float(v), 1) for v in box],
-            "mask": {"size": rle["size"], "counts": bytes(rle["counts"]).decode()},  # type: ignore[call-overload]
-        }
-        for label, score, box, rle in zip(
-            labels, out["scores"][keep], out["boxes"][keep], rles, strict=True
-        )
-    ]
-    height, width = out["masks"].shape[-2:]
-    event = {
-        "v": 1,
-        "stream_id": stream_id,
-        "seq": int(head["seq"]),
-        "pts": float(head["pts"]),
-        "captured_at": float(head["captured_at"]),
-        "published_at": time.time(),
-        "model": MODEL,
-        "width": int(width),
-        "height": int(height),
-        "instances": instances,
-    }
-    return event, binary.numpy(), labels
 
 
 def run_demo(
@@ -158,10 +122,22 @@ def run_demo(
             metrics.frames_consumed.labels(MODEL).inc(len(records))
             with torch.inference_mode():
                 outputs = model(images)
+            names = list(getattr(model, "class_names", []))
             for head, out in zip(heads, outputs, strict=True):
-                event, masks, labels = _event(model, out, head, stream_id)
                 seq, captured_at = int(head["seq"]), float(head["captured_at"])
-                payload = json.dumps(event, separators=(",", ":"))
+                height, width = out["masks"].shape[-2:]
+                event = MaskEvent(
+                    stream_id=stream_id,
+                    seq=seq,
+                    pts=float(head["pts"]),
+                    captured_at=captured_at,
+                    published_at=time.time(),
+                    model=MODEL,
+                    width=int(width),
+                    height=int(height),
+                    instances=instances_of(out, names, MIN_SCORE),
+                )
+                payload = encode_event(event)
                 entry_id = f"{int(captured_at * 1000)}-{seq}"
                 client.xadd(
                     key, {"event": payload}, id=entry_id, maxlen=settings.redis_stream_maxlen
@@ -172,22 +148,22 @@ def run_demo(
                 truth = truths[seq]
                 frame_ious = [
                     _iou(
-                        mask,
+                        mask_utils.decode(inst.rle()).astype(bool),
                         [
                             m
                             for m, t in zip(truth["masks"], truth["labels"], strict=True)
-                            if t == label
+                            if t == inst.class_id
                         ],
                     )
-                    for mask, label in zip(masks, labels, strict=True)
+                    for inst in event.instances
                 ]
                 ious.extend(frame_ious)
                 seen += 1
                 say(
                     f"{entry_id} seq={seq:3d} "
                     + " ".join(
-                        f"{i['label']}@{i['score']:.2f} iou={iou:.2f}"
-                        for i, iou in zip(event["instances"], frame_ious, strict=True)  # type: ignore[call-overload]
+                        f"{i.label}@{i.score:.2f} iou={iou:.2f}"
+                        for i, iou in zip(event.instances, frame_ious, strict=True)
                     )
                 )
             consumer.commit()
