@@ -9,7 +9,6 @@ printing each event with each instance's mask IoU against the scene's ground tru
 
 from __future__ import annotations
 
-import io
 import tempfile
 import time
 from pathlib import Path
@@ -17,12 +16,12 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 import segcore
 from segcore.data import synthetic
 from services.common.events import MaskEvent, encode_event
+from services.common.frames import decode_frame, encode_frame
 from services.common.kafka import (
     ensure_topics,
     frames_spec,
@@ -80,16 +79,15 @@ def run_demo(
         producer = make_producer(settings)
         with av.open(str(video)) as container:
             for seq, frame in enumerate(container.decode(video=0)):
-                buffer = io.BytesIO()
-                frame.to_image().save(buffer, format="JPEG", quality=90)
-                headers = [
-                    ("seq", str(seq).encode()),
-                    ("pts", repr(float(frame.time or 0.0)).encode()),
-                    ("captured_at", repr(time.time()).encode()),
-                ]
-                producer.send(
-                    spec.name, key=stream_id.encode(), value=buffer.getvalue(), headers=headers
+                message = encode_frame(
+                    stream_id,
+                    seq,
+                    float(frame.time or 0.0),
+                    time.time(),
+                    frame.to_ndarray(format="rgb24"),
                 )
+                record_key, value, headers = message.to_record()
+                producer.send(spec.name, key=record_key, value=value, headers=headers)
                 metrics.frames_produced.labels(MODEL).inc()
         producer.flush(timeout=30)
         producer.close()
@@ -111,30 +109,25 @@ def run_demo(
             ]
             if not records:
                 continue
-            heads = [{k: v.decode() for k, v in r.headers} for r in records]
+            messages = [decode_frame(r.key, r.value, r.headers) for r in records]
             images = [
-                torch.from_numpy(np.array(Image.open(io.BytesIO(r.value)).convert("RGB")))
-                .permute(2, 0, 1)
-                .float()
-                .div(255)
-                for r in records
+                torch.from_numpy(m.image()).permute(2, 0, 1).float().div(255) for m in messages
             ]
             metrics.frames_consumed.labels(MODEL).inc(len(records))
             with torch.inference_mode():
                 outputs = model(images)
             names = list(getattr(model, "class_names", []))
-            for head, out in zip(heads, outputs, strict=True):
-                seq, captured_at = int(head["seq"]), float(head["captured_at"])
-                height, width = out["masks"].shape[-2:]
+            for message, out in zip(messages, outputs, strict=True):
+                seq, captured_at = message.seq, message.captured_at
                 event = MaskEvent(
                     stream_id=stream_id,
                     seq=seq,
-                    pts=float(head["pts"]),
+                    pts=message.pts,
                     captured_at=captured_at,
                     published_at=time.time(),
                     model=MODEL,
-                    width=int(width),
-                    height=int(height),
+                    width=message.width,
+                    height=message.height,
                     instances=instances_of(out, names, MIN_SCORE),
                 )
                 payload = encode_event(event)

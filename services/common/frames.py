@@ -1,0 +1,108 @@
+"""Frame messages on ``segstream.frames.<model>``: a pure codec between the Kafka record
+(key, value, headers) and a frozen dataclass.
+
+Key: the stream id (so a stream's frames stay in order on one partition). Value: the encoded
+image. Headers: ``v`` (format version), ``seq``, ``pts``, ``captured_at``, ``width``,
+``height``, ``encoding`` (``jpeg``). Decoding checks every header and raises
+:class:`DecodeError` naming the one at fault, so a worker can send the record to the DLQ and
+go on.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from services.common.events import DecodeError
+
+VERSION = 1
+ENCODINGS = ("jpeg",)
+
+
+@dataclass(frozen=True)
+class FrameMessage:
+    stream_id: str
+    seq: int
+    pts: float
+    captured_at: float
+    width: int
+    height: int
+    encoding: str
+    data: bytes
+
+    def to_record(self) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        """(key, value, headers) for a Kafka producer."""
+        headers = [
+            ("v", str(VERSION).encode()),
+            ("seq", str(self.seq).encode()),
+            ("pts", repr(self.pts).encode()),
+            ("captured_at", repr(self.captured_at).encode()),
+            ("width", str(self.width).encode()),
+            ("height", str(self.height).encode()),
+            ("encoding", self.encoding.encode()),
+        ]
+        return self.stream_id.encode(), self.data, headers
+
+    def image(self) -> np.ndarray:
+        """The decoded frame, (H, W, 3) uint8 RGB; DecodeError when the bytes are not one."""
+        try:
+            with Image.open(io.BytesIO(self.data)) as img:
+                rgb = np.array(img.convert("RGB"))
+        except (OSError, ValueError) as exc:
+            raise DecodeError(
+                f"frame {self.stream_id}#{self.seq}: not a {self.encoding} image"
+            ) from exc
+        if rgb.shape[:2] != (self.height, self.width):
+            raise DecodeError(
+                f"frame {self.stream_id}#{self.seq}: image is {rgb.shape[1]}x{rgb.shape[0]}, "
+                f"headers say {self.width}x{self.height}"
+            )
+        return rgb
+
+
+def encode_frame(
+    stream_id: str, seq: int, pts: float, captured_at: float, rgb: np.ndarray, quality: int = 90
+) -> FrameMessage:
+    """JPEG-encode an (H, W, 3) uint8 RGB frame into a message."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
+    height, width = rgb.shape[:2]
+    return FrameMessage(stream_id, seq, pts, captured_at, width, height, "jpeg", buffer.getvalue())
+
+
+def decode_frame(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> FrameMessage:
+    """The message of a Kafka record; DecodeError names what is missing or wrong."""
+    if not key:
+        raise DecodeError("frame record has no key (the stream id)")
+    if not value:
+        raise DecodeError("frame record has no value (the image)")
+    try:
+        stream_id = key.decode()
+        fields = {name: raw.decode() for name, raw in headers}
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"frame record key or headers are not UTF-8: {exc}") from exc
+
+    def header(name: str) -> str:
+        if name not in fields:
+            raise DecodeError(f"frame record of {stream_id}: missing header '{name}'")
+        return fields[name]
+
+    if header("v") != str(VERSION):
+        raise DecodeError(f"frame record of {stream_id}: unsupported version {fields['v']!r}")
+    try:
+        seq, width, height = int(header("seq")), int(header("width")), int(header("height"))
+        pts, captured_at = float(header("pts")), float(header("captured_at"))
+    except ValueError as exc:
+        raise DecodeError(f"frame record of {stream_id}: bad number in headers: {exc}") from exc
+    encoding = header("encoding")
+    if encoding not in ENCODINGS:
+        raise DecodeError(f"frame record of {stream_id}: unknown encoding {encoding!r}")
+    if width <= 0 or height <= 0 or seq < 0:
+        raise DecodeError(f"frame record of {stream_id}: bad size or seq in headers")
+    return FrameMessage(stream_id, seq, pts, captured_at, width, height, encoding, value)
