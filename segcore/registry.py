@@ -18,18 +18,35 @@ Builder = Callable[..., torch.nn.Module]
 Loader = Callable[[torch.nn.Module, "str | Path | dict[str, Any]"], None]
 
 _BUILDERS: dict[str, tuple[Builder, Loader | None]] = {}
+_INPUT_SIDE: dict[str, int] = {}
 
 
-def register(name: str, *, loader: Loader | None = None) -> Callable[[Builder], Builder]:
-    """Decorator adding an architecture builder (and its weights loader) under ``name``."""
+def register(
+    name: str, *, loader: Loader | None = None, input_side: int | None = None
+) -> Callable[[Builder], Builder]:
+    """Decorator adding an architecture builder (and its weights loader) under ``name``.
+
+    ``input_side``: the shorter image side the model resizes its input to (at least); frames
+    may be shrunk to it before they travel (ingest) without losing what the model sees.
+    """
 
     def add(builder: Builder) -> Builder:
         if name in _BUILDERS:
             raise ValueError(f"architecture {name!r} is already registered")
         _BUILDERS[name] = (builder, loader)
+        if input_side is not None:
+            _INPUT_SIDE[name] = input_side
         return builder
 
     return add
+
+
+def input_side(name: str) -> int | None:
+    """The shorter side frames for ``name`` can be shrunk to (None: send them as they are)."""
+    if name not in _BUILDERS:
+        known = ", ".join(list_models()) or "none registered"
+        raise KeyError(f"unknown model {name!r}; known models: {known}")
+    return _INPUT_SIDE.get(name)
 
 
 def list_models() -> list[str]:

@@ -32,7 +32,7 @@ from services.common.kafka import (
 from services.common.metrics import PipelineMetrics
 from services.common.redis import make_redis, masks_key
 from services.common.settings import Settings
-from services.pipeline.run import instances_of
+from services.segment.infer import instances_of
 
 MODEL = "yolact_r18_demo"
 SIZE = (240, 320)

@@ -151,7 +151,7 @@ def _load(what: str) -> Any:
     return load
 
 
-@register("maskrcnn_r50_fpn", loader=_load("maskrcnn_r50_fpn"))
+@register("maskrcnn_r50_fpn", loader=_load("maskrcnn_r50_fpn"), input_side=800)
 def maskrcnn_r50_fpn(
     *,
     num_classes: int | None = None,
@@ -172,7 +172,7 @@ def maskrcnn_r50_fpn(
     return _finish(MaskRCNN(backbone, num_classes=num_classes or 91, **kwargs))
 
 
-@register("maskrcnn_r50_fpn_v2", loader=_load("maskrcnn_r50_fpn_v2"))
+@register("maskrcnn_r50_fpn_v2", loader=_load("maskrcnn_r50_fpn_v2"), input_side=800)
 def maskrcnn_r50_fpn_v2(
     *, num_classes: int | None = None, trainable_backbone_layers: int = 3, **kwargs: Any
 ) -> MaskRCNN:

@@ -562,7 +562,7 @@ def _builder(name: str, base: YolactConfig) -> Any:
             raise TypeError(f"{name}: unknown settings {', '.join(unknown)}")
         return Yolact(YolactConfig(**{**base.__dict__, **fields}))
 
-    register(name, loader=_load(name))(build)
+    register(name, loader=_load(name), input_side=base.max_size)(build)
     return build
 
 
@@ -570,7 +570,7 @@ for _name, _config in CONFIGS.items():
     _builder(_name, _config)
 
 
-@register(DEMO_NAME, loader=_load(DEMO_NAME))
+@register(DEMO_NAME, loader=_load(DEMO_NAME), input_side=DEMO_CONFIG.max_size)
 def yolact_r18_demo(*, pretrained: bool = True, **overrides: Any) -> Yolact:
     """The demo model, with its shipped weights unless ``pretrained=False`` (for training)."""
     if overrides.get("num_classes") not in (None, DEMO_CONFIG.num_classes):

@@ -3,7 +3,9 @@
 
 Key: the stream id (so a stream's frames stay in order on one partition). Value: the encoded
 image. Headers: ``v`` (format version), ``seq``, ``pts``, ``captured_at``, ``width``,
-``height``, ``encoding`` (``jpeg``). Decoding checks every header and raises
+``height``, ``encoding`` (``jpeg``), and optionally ``frame_width``/``frame_height`` (the
+source frame's size when ingest shrank it: events are at that size) and ``budget_ms`` (the
+stream's latency budget). Decoding checks every header and raises
 :class:`DecodeError` naming the one at fault, so a worker can send the record to the DLQ and
 go on.
 """
@@ -33,6 +35,14 @@ class FrameMessage:
     height: int
     encoding: str
     data: bytes
+    frame_width: int = 0  # the source frame's size; 0: the image's own
+    frame_height: int = 0
+    budget_ms: int | None = None  # drop the frame unsegmented once older than this
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the source frame, which the event's masks have."""
+        return (self.frame_width or self.width, self.frame_height or self.height)
 
     def to_record(self) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         """(key, value, headers) for a Kafka producer."""
@@ -45,6 +55,11 @@ class FrameMessage:
             ("height", str(self.height).encode()),
             ("encoding", self.encoding.encode()),
         ]
+        if self.frame_width or self.frame_height:
+            headers.append(("frame_width", str(self.frame_width).encode()))
+            headers.append(("frame_height", str(self.frame_height).encode()))
+        if self.budget_ms is not None:
+            headers.append(("budget_ms", str(self.budget_ms).encode()))
         return self.stream_id.encode(), self.data, headers
 
     def image(self) -> np.ndarray:
@@ -65,13 +80,35 @@ class FrameMessage:
 
 
 def encode_frame(
-    stream_id: str, seq: int, pts: float, captured_at: float, rgb: np.ndarray, quality: int = 90
+    stream_id: str,
+    seq: int,
+    pts: float,
+    captured_at: float,
+    rgb: np.ndarray,
+    quality: int = 90,
+    *,
+    frame_size: tuple[int, int] | None = None,
+    budget_ms: int | None = None,
 ) -> FrameMessage:
-    """JPEG-encode an (H, W, 3) uint8 RGB frame into a message."""
+    """JPEG-encode an (H, W, 3) uint8 RGB frame into a message; ``frame_size`` (width,
+    height) is the source frame's when ``rgb`` was shrunk from it."""
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
     height, width = rgb.shape[:2]
-    return FrameMessage(stream_id, seq, pts, captured_at, width, height, "jpeg", buffer.getvalue())
+    fw, fh = frame_size if frame_size and frame_size != (width, height) else (0, 0)
+    return FrameMessage(
+        stream_id,
+        seq,
+        pts,
+        captured_at,
+        width,
+        height,
+        "jpeg",
+        buffer.getvalue(),
+        fw,
+        fh,
+        budget_ms,
+    )
 
 
 def decode_frame(
@@ -103,6 +140,26 @@ def decode_frame(
     encoding = header("encoding")
     if encoding not in ENCODINGS:
         raise DecodeError(f"frame record of {stream_id}: unknown encoding {encoding!r}")
-    if width <= 0 or height <= 0 or seq < 0:
+    try:
+        frame_width = int(fields.get("frame_width", "0"))
+        frame_height = int(fields.get("frame_height", "0"))
+        budget_ms = int(fields["budget_ms"]) if "budget_ms" in fields else None
+    except ValueError as exc:
+        raise DecodeError(f"frame record of {stream_id}: bad number in headers: {exc}") from exc
+    if width <= 0 or height <= 0 or seq < 0 or frame_width < 0 or frame_height < 0:
         raise DecodeError(f"frame record of {stream_id}: bad size or seq in headers")
-    return FrameMessage(stream_id, seq, pts, captured_at, width, height, encoding, value)
+    if budget_ms is not None and budget_ms <= 0:
+        raise DecodeError(f"frame record of {stream_id}: budget_ms must be > 0")
+    return FrameMessage(
+        stream_id,
+        seq,
+        pts,
+        captured_at,
+        width,
+        height,
+        encoding,
+        value,
+        frame_width,
+        frame_height,
+        budget_ms,
+    )

@@ -30,6 +30,19 @@ def frames_topic(model: str) -> str:
     return _FRAMES_PREFIX + model
 
 
+def named(settings: Settings, name: str) -> str:
+    """A topic or consumer-group name in the deployment's namespace (as is without one)."""
+    return f"{settings.namespace}.{name}" if settings.namespace else name
+
+
+def registry_topic(settings: Settings) -> str:
+    return named(settings, REGISTRY_TOPIC)
+
+
+def dlq_topic(settings: Settings) -> str:
+    return named(settings, DLQ_TOPIC)
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -39,7 +52,7 @@ class TopicSpec:
 
 def registry_spec(settings: Settings) -> TopicSpec:
     return TopicSpec(
-        REGISTRY_TOPIC,
+        registry_topic(settings),
         settings.registry_partitions,
         {
             "cleanup.policy": "compact",
@@ -53,7 +66,7 @@ def registry_spec(settings: Settings) -> TopicSpec:
 
 def dlq_spec(settings: Settings) -> TopicSpec:
     return TopicSpec(
-        DLQ_TOPIC,
+        dlq_topic(settings),
         1,
         {"retention.ms": str(7 * 86400000), "max.message.bytes": str(settings.frame_max_bytes)},
     )
@@ -61,7 +74,7 @@ def dlq_spec(settings: Settings) -> TopicSpec:
 
 def frames_spec(settings: Settings, model: str) -> TopicSpec:
     return TopicSpec(
-        frames_topic(model),
+        named(settings, frames_topic(model)),
         settings.frames_partitions,
         {
             "max.message.bytes": str(settings.frame_max_bytes),

@@ -1,41 +1,117 @@
-"""Prometheus metrics shared by the segstream processes, and the /metrics server."""
+"""Prometheus metrics of the segstream processes, and the /metrics server.
+
+Every process registers the same families (one :class:`PipelineMetrics`), so a dashboard or
+rule can rely on the names whichever process it scrapes; each process increments the ones of
+its stage. Labels are model names, stream ids, states and drop reasons: never URLs.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+STATES = ("connecting", "running", "stalled", "backoff", "error", "finished")
 
 
 class PipelineMetrics:
-    """Frame counters and latency of one process, in their own registry."""
+    """The metric families of one process, in their own registry."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.frames_produced = Counter(
-            "segstream_frames_produced_total",
-            "Frames written to Kafka",
-            ["model"],
-            registry=self.registry,
+        r = self.registry
+
+        def counter(name: str, doc: str, labels: list[str]) -> Counter:
+            return Counter(name, doc, labels, registry=r)
+
+        def histogram(
+            name: str, doc: str, labels: list[str], buckets: tuple[float, ...] = FAST_BUCKETS
+        ) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=r)
+
+        # ingest
+        self.frames_decoded = counter(
+            "segstream_frames_decoded_total", "Frames decoded from sources", ["stream"]
         )
-        self.frames_consumed = Counter(
-            "segstream_frames_consumed_total",
-            "Frames read from Kafka",
-            ["model"],
-            registry=self.registry,
+        self.frames_sampled = counter(
+            "segstream_frames_sampled_total", "Frames kept by fps sampling", ["stream"]
         )
-        self.events_published = Counter(
-            "segstream_events_published_total",
-            "Mask events written to Redis",
-            ["model"],
-            registry=self.registry,
+        self.frames_produced = counter(
+            "segstream_frames_produced_total", "Frames written to Kafka", ["model"]
         )
-        self.capture_to_publish = Histogram(
+        self.reconnects = counter(
+            "segstream_reconnects_total", "Source reconnect attempts", ["stream"]
+        )
+        self.decode_seconds = histogram(
+            "segstream_decode_seconds", "Decoding one frame (sampled or not)", ["stream"]
+        )
+        self.encode_seconds = histogram(
+            "segstream_encode_seconds", "Resizing and encoding one sampled frame", ["stream"]
+        )
+        self.produce_seconds = histogram(
+            "segstream_produce_seconds",
+            "From send to the broker's acknowledgement",
+            ["model"],
+            LATENCY_BUCKETS,
+        )
+        self.streams = Gauge(
+            "segstream_streams", "Streams owned by this process, by state", ["state"], registry=r
+        )
+        for state in STATES:
+            self.streams.labels(state)
+        # segment
+        self.frames_consumed = counter(
+            "segstream_frames_consumed_total", "Frames read from Kafka", ["model"]
+        )
+        self.frames_dropped = counter(
+            "segstream_frames_dropped_total",
+            "Frames not segmented, by reason",
+            ["model", "reason"],
+        )
+        self.dlq = counter(
+            "segstream_dlq_total", "Records sent to the dead-letter topic", ["model", "reason"]
+        )
+        self.events_published = counter(
+            "segstream_events_published_total", "Mask events written to Redis", ["model"]
+        )
+        self.duplicates = counter(
+            "segstream_duplicates_total",
+            "Redelivered frames whose event was already in Redis",
+            ["model"],
+        )
+        self.batch_wait_seconds = histogram(
+            "segstream_batch_wait_seconds",
+            "From a batch's first frame to inference",
+            ["model"],
+            LATENCY_BUCKETS,
+        )
+        self.batch_size = histogram(
+            "segstream_batch_size", "Frames per inference batch", ["model"], BATCH_BUCKETS
+        )
+        self.inference_seconds = histogram(
+            "segstream_inference_seconds",
+            "Frame decoding, preprocessing and inference of one batch",
+            ["model"],
+            LATENCY_BUCKETS,
+        )
+        self.mask_encode_seconds = histogram(
+            "segstream_mask_encode_seconds", "Encoding one batch's masks as RLE", ["model"]
+        )
+        self.publish_seconds = histogram(
+            "segstream_publish_seconds", "Writing one batch's events to Redis", ["model"]
+        )
+        self.capture_to_publish = histogram(
             "segstream_capture_to_publish_seconds",
             "Time from frame capture to its mask event in Redis",
             ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
+        )
+        self.consumer_lag = Gauge(
+            "segstream_consumer_lag",
+            "Frames in Kafka not yet consumed by this worker",
+            ["model"],
+            registry=r,
         )
 
     def serve(self, host: str, port: int) -> int:

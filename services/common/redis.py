@@ -47,3 +47,53 @@ def make_redis(settings: Settings, **overrides: object) -> redis.Redis:
         socket_connect_timeout=5,
         **overrides,  # type: ignore[arg-type]
     )
+
+
+LATEST_PREFIX = "segstream:latest:"
+
+
+def latest_key(stream_id: str) -> str:
+    """String holding a camera stream's most recent mask event."""
+    return LATEST_PREFIX + stream_id
+
+
+# One event, atomically: append to the stream under an id derived from (capture time, seq),
+# and only when that id is new (a redelivered frame's id is not: XADD refuses ids at or
+# below the stream's last one) announce it on the channel and keep it as the latest.
+_PUBLISH_LUA = """
+local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'event', ARGV[2])
+if type(added) == 'table' and added.err then
+  if string.find(added.err, 'equal or smaller', 1, true) then return 0 end
+  return added
+end
+redis.call('PUBLISH', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+return 1
+"""
+
+
+def entry_id(captured_at: float, seq: int) -> str:
+    """The Redis stream entry id of a frame's event: capture time in ms, then seq."""
+    return f"{int(captured_at * 1000)}-{seq}"
+
+
+class EventPublisher:
+    """Publishes encoded events (stream entry, pub/sub, latest key) in one round trip per
+    batch; tells which were new and which were already there."""
+
+    def __init__(self, client: redis.Redis, maxlen: int, latest_ttl_s: int = 3600) -> None:
+        self.client = client
+        self.maxlen = maxlen
+        self.latest_ttl_s = latest_ttl_s
+        self.script = client.register_script(_PUBLISH_LUA)
+
+    def publish(self, events: list[tuple[str, str, bytes]]) -> list[bool]:
+        """``events``: (stream id, entry id, payload). True where the event was new."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream_id, entry, payload in events:
+            self.script(
+                keys=[masks_key(stream_id), latest_key(stream_id)],
+                args=[entry, payload, self.maxlen, self.latest_ttl_s],
+                client=pipe,
+            )
+        return [bool(r) for r in pipe.execute()]

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         None, description="host:port list of an existing cluster; the local broker otherwise"
     )
+    namespace: str = Field(
+        "",
+        pattern=r"^([a-z0-9][a-z0-9\-]{0,39})?$",
+        description="prefix of topic and consumer-group names, for deployments sharing a "
+        "Kafka cluster (staging and production, parallel test runs)",
+    )
     kafka_version: str = "4.4.0"
     kafka_heap: str = "512m"
     registry_partitions: int = Field(12, ge=1)

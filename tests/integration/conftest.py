@@ -16,6 +16,7 @@ import pytest
 from services.common.settings import Settings
 from services.infra import Infra
 from services.infra.process import free_port
+from tests.integration.workers import Worker
 
 
 def fresh_settings(run_dir: Path) -> Settings:
@@ -54,3 +55,25 @@ def settings(infra: Infra) -> Settings:
 def unique() -> str:
     """A name no other test uses: per-test topics and key prefixes."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def ns_settings(settings: Settings, unique: str) -> Settings:
+    """The session's servers under a namespace of this test's own: its topics and consumer
+    groups are new, so no other test's workers or records reach it."""
+    return settings.model_copy(update={"namespace": f"t{unique}"})
+
+
+@pytest.fixture
+def spawn(ns_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """Start ``segstream ingest|segment ...`` processes; stopped (or killed) at teardown."""
+    started: list[Worker] = []
+
+    def start(*args: str, name: str | None = None) -> Worker:
+        worker = Worker(ns_settings, list(args), tmp_path, name or f"{args[0]}-{len(started)}")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(timeout=10)

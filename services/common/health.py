@@ -1,0 +1,167 @@
+"""Per-stream health, kept by the ingest worker that owns the stream and written to the Redis
+hash ``segstream:status:<stream id>``.
+
+States: ``connecting`` (opening the source), ``running`` (frames flow), ``stalled`` (no frame
+for the read timeout: the worker reconnects), ``backoff`` (waiting before the next attempt,
+capped exponential with jitter), ``error`` (a reason code and message; the worker does not
+retry), ``finished`` (a file that ended). Writes are best effort: while Redis is away the
+stream goes on and the latest state is written when it answers again.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from services.common.redis import status_key
+
+log = logging.getLogger("segstream.health")
+
+
+class State(enum.StrEnum):
+    CONNECTING = "connecting"
+    RUNNING = "running"
+    STALLED = "stalled"
+    BACKOFF = "backoff"
+    ERROR = "error"
+    FINISHED = "finished"
+
+
+class Reason(enum.StrEnum):
+    """Reason codes of ``error``, ``stalled`` and ``backoff``."""
+
+    UNREACHABLE = "unreachable"  # connection refused, unknown host, open timed out
+    NOT_VIDEO = "not-video"  # the source answered with something that has no video
+    NO_SUCH_FILE = "no-such-file"
+    DECODE_ERROR = "decode-error"  # the data stopped decoding (e.g. a truncated file)
+    DISCONNECTED = "disconnected"  # a live source ended or dropped the connection
+    NO_FRAMES = "no-frames"  # no frame within the read timeout
+    KAFKA = "kafka"  # frames could not be produced
+
+
+@dataclass
+class Backoff:
+    """Capped exponential delays with full jitter in [delay/2, delay]."""
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next(self) -> float:
+        delay = min(self.cap_s, self.base_s * (2.0**self.attempt))
+        self.attempt += 1
+        return delay * self.rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class StreamHealth:
+    """The health of one stream: the state machine's current values, mirrored to Redis."""
+
+    def __init__(
+        self, client: redis.Redis | None, stream_id: str, worker: str, ttl_s: int = 86400
+    ) -> None:
+        self.client = client
+        self.stream_id = stream_id
+        self.worker = worker
+        self.ttl_s = ttl_s
+        self.state = State.CONNECTING
+        self.reason = ""
+        self.message = ""
+        self.reconnects = 0
+        self.frames = 0
+        self.last_frame_at = 0.0
+        self.fps = 0.0
+        self.seq = -1
+        self._lock = threading.Lock()
+        self._window: list[float] = []
+        self._dirty = True
+        self._last_write = 0.0
+
+    def set(self, state: State, reason: str = "", message: str = "") -> None:
+        with self._lock:
+            changed = state != self.state or reason != self.reason
+            self.state, self.reason, self.message = state, reason, message
+            self._dirty = True
+        if changed:
+            level = logging.WARNING if state in (State.ERROR, State.STALLED) else logging.INFO
+            log.log(
+                level,
+                "stream %s",
+                state.value,
+                extra={"stream_id": self.stream_id, "reason": reason, "detail": message},
+            )
+        self.flush(force=True)
+
+    def frame(self, seq: int, now: float) -> None:
+        """A frame was produced; the rate is measured over the last 5 s."""
+        with self._lock:
+            self.frames += 1
+            self.seq = seq
+            self.last_frame_at = now
+            self._window.append(now)
+            while self._window and self._window[0] < now - 5.0:
+                self._window.pop(0)
+            span = self._window[-1] - self._window[0] if len(self._window) > 1 else 0.0
+            self.fps = (len(self._window) - 1) / span if span > 0 else 0.0
+            self._dirty = True
+        self.flush()
+
+    def fields(self) -> dict[str, str]:
+        with self._lock:
+            return {
+                "state": self.state.value,
+                "reason": self.reason,
+                "message": self.message,
+                "reconnects": str(self.reconnects),
+                "frames": str(self.frames),
+                "last_frame_at": f"{self.last_frame_at:.3f}",
+                "fps": f"{self.fps:.2f}",
+                "seq": str(self.seq),
+                "worker": self.worker,
+                "updated_at": f"{time.time():.3f}",
+            }
+
+    def flush(self, force: bool = False) -> None:
+        """Write to Redis when something changed (at most once a second unless forced)."""
+        now = time.monotonic()
+        if self.client is None or not self._dirty or (not force and now - self._last_write < 1):
+            return
+        try:
+            key = status_key(self.stream_id)
+            pipe = self.client.pipeline()
+            pipe.hset(key, mapping=self.fields())  # type: ignore[arg-type]
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+            self._dirty = False
+            self._last_write = now
+        except redis.RedisError as exc:
+            log.warning("status not written: %s", exc, extra={"stream_id": self.stream_id})
+
+    def last_seq(self) -> int:
+        """The sequence number the stream's status holds (a previous owner's), or -1."""
+        if self.client is None:
+            return -1
+        try:
+            raw = self.client.hget(status_key(self.stream_id), "seq")
+            return int(raw) if raw is not None else -1
+        except (redis.RedisError, ValueError):
+            return -1
+
+    def forget(self) -> None:
+        """The stream was removed: delete its status and write no more."""
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            client.delete(status_key(self.stream_id))
+        except redis.RedisError as exc:
+            log.warning("status not deleted: %s", exc, extra={"stream_id": self.stream_id})

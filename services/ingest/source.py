@@ -1,0 +1,129 @@
+"""Opening and reading camera sources with PyAV, shared by the ingest worker and
+``segstream run``: RTSP over TCP, open and read timeouts, FFmpeg errors turned into reason
+codes (with credentials masked), pts-based sampling and resizing to the model's needs."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+from services.common.health import Reason
+from services.common.streams import FILE_SCHEME, redact, scheme_of
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or read: a reason code, whether trying again may help,
+    and a message without credentials."""
+
+    def __init__(self, reason: Reason, message: str, retry: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry = retry
+
+
+_UNREACHABLE_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ETIMEDOUT,
+    errno.ECONNRESET,
+    errno.EIO,
+}
+
+
+def classify(exc: BaseException, source: str, *, live: bool, opening: bool) -> SourceError:
+    """The SourceError of an FFmpeg/OS error raised while opening or reading ``source``."""
+    text = redact(f"cannot open {source}: {exc}" if opening else f"{source}: {exc}")
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, av.error.HTTPClientError):
+        return SourceError(Reason.NOT_VIDEO, text, retry=False)
+    if isinstance(exc, av.error.HTTPServerError):
+        return SourceError(Reason.UNREACHABLE, text, retry=True)
+    if isinstance(exc, av.error.ExitError | av.error.TimeoutError):
+        # PyAV's read timeout interrupts FFmpeg with AVERROR_EXIT; rw_timeout is ETIMEDOUT.
+        if opening:
+            return SourceError(Reason.UNREACHABLE, text, retry=live)
+        return SourceError(Reason.NO_FRAMES, text, retry=live)
+    if not live and isinstance(exc, av.error.FileNotFoundError | FileNotFoundError):
+        return SourceError(Reason.NO_SUCH_FILE, text, retry=False)
+    if isinstance(exc, av.error.InvalidDataError):
+        if opening:
+            return SourceError(Reason.NOT_VIDEO, text, retry=False)
+        return SourceError(Reason.DISCONNECTED if live else Reason.DECODE_ERROR, text, retry=live)
+    if isinstance(exc, av.error.EOFError | EOFError):
+        return SourceError(Reason.DISCONNECTED if live else Reason.DECODE_ERROR, text, live)
+    if isinstance(exc, OSError) and (exc.errno in _UNREACHABLE_ERRNOS or live):
+        return SourceError(Reason.UNREACHABLE if opening else Reason.DISCONNECTED, text, retry=live)
+    return SourceError(Reason.DECODE_ERROR, text, retry=live)
+
+
+def is_live(url: str) -> bool:
+    return scheme_of(url) != FILE_SCHEME
+
+
+def open_source(url: str, *, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0) -> Any:
+    """The PyAV container of ``url`` (a camera URL, ``file://`` URL or path) with a video
+    stream; SourceError with the reason otherwise."""
+    live = is_live(url)
+    path = url.removeprefix("file://")
+    if not live and not Path(path).is_file():
+        raise SourceError(Reason.NO_SUCH_FILE, f"{redact(url)}: no such file", retry=False)
+    options: dict[str, str] = {}
+    scheme = scheme_of(url)
+    if scheme in ("rtsp", "rtsps"):
+        options["rtsp_transport"] = "tcp"
+    if live:
+        options["rw_timeout"] = str(int(read_timeout_s * 1_000_000))
+    if scheme in ("http", "https"):
+        options["reconnect"] = "0"
+    try:
+        container = av.open(path, options=options, timeout=(open_timeout_s, read_timeout_s))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise classify(exc, url, live=live, opening=True) from None
+    if not container.streams.video:
+        container.close()
+        raise SourceError(Reason.NOT_VIDEO, f"{redact(url)}: no video stream", retry=False)
+    return container
+
+
+@dataclass
+class Sampler:
+    """Keeps frames ``1/fps`` apart by presentation time (every frame when fps is None); a
+    jump backwards in pts (a new connection) restarts the schedule."""
+
+    fps: float | None
+    _next: float | None = None
+
+    def keep(self, pts: float) -> bool:
+        if not self.fps:
+            return True
+        period = 1.0 / self.fps
+        if self._next is None or pts < self._next - max(1.0, 2 * period):
+            self._next = pts + period  # the first frame, or pts went back (a new connection)
+            return True
+        if pts + 1e-6 < self._next:
+            return False
+        self._next = self._next + period if pts < self._next + period else pts + period
+        return True
+
+    def reset(self) -> None:
+        self._next = None
+
+
+def frame_pts(frame: Any, index: int, rate: float) -> float:
+    """A frame's presentation time in seconds (its index over the rate when it has none)."""
+    return float(frame.time) if frame.time is not None else index / rate
+
+
+def target_size(width: int, height: int, side: int | None) -> tuple[int, int]:
+    """(width, height) with the shorter side shrunk to ``side`` (never enlarged), even."""
+    if not side or min(width, height) <= side:
+        return width, height
+    scale = side / min(width, height)
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
