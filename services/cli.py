@@ -180,6 +180,8 @@ def _streams(settings: Settings, args: argparse.Namespace) -> int:
             fps=args.fps,
             latency_budget_ms=args.latency_budget_ms,
             max_side=args.max_side,
+            realtime=args.realtime,
+            loop=args.loop,
         )
     except ValidationError as exc:
         for error in exc.errors():
@@ -246,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-budget-ms", type=int, help="drop frames older than this (5000 for cameras)"
     )
     streams.add_argument("--max-side", type=int, help="shrink frames to this shorter side")
+    streams.add_argument(
+        "--realtime", action="store_true", help="a file: play it at its frame rate, as a camera"
+    )
+    streams.add_argument("--loop", action="store_true", help="a file: start again at its end")
     streams.set_defaults(func=_streams)
 
     ingest = sub.add_parser("ingest", help="run an ingest worker (streams -> frames in Kafka)")

@@ -83,7 +83,7 @@ class StreamHealth:
         self.seq = -1
         self._lock = threading.Lock()
         self._window: list[float] = []
-        self._dirty = True
+        self._dirty = False  # nothing is written before the runner has read the last seq
         self._last_write = 0.0
 
     def set(self, state: State, reason: str = "", message: str = "") -> None:
@@ -147,14 +147,16 @@ class StreamHealth:
             log.warning("status not written: %s", exc, extra={"stream_id": self.stream_id})
 
     def last_seq(self) -> int:
-        """The sequence number the stream's status holds (a previous owner's), or -1."""
+        """The sequence number the stream's status holds (a previous owner's), or -1; read
+        it before the first write."""
         if self.client is None:
             return -1
         try:
             raw = self.client.hget(status_key(self.stream_id), "seq")
-            return int(raw) if raw is not None else -1
+            self.seq = int(raw) if raw is not None else -1
         except (redis.RedisError, ValueError):
-            return -1
+            pass
+        return self.seq
 
     def forget(self) -> None:
         """The stream was removed: delete its status and write no more."""

@@ -59,6 +59,10 @@ class StreamSpec(BaseModel):
     max_side: int | None = Field(
         None, ge=32, le=8192, description="shrink frames to at most this shorter side"
     )
+    realtime: bool = Field(
+        False, description="a file: play it at its own frame rate, as a camera would"
+    )
+    loop: bool = Field(False, description="a file: start again when it ends (never finished)")
 
     @field_validator("id")
     @classmethod

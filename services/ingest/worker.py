@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +141,9 @@ class StreamRunner(threading.Thread):
                 container.close()
             if self.halt.is_set():
                 return
+            if ended is None and spec_loops(self.spec):
+                attempts = 0  # a looping file starts again at once, as the same connection
+                continue
             if ended is None:
                 self.health.set(State.FINISHED)
                 return
@@ -165,6 +169,7 @@ class StreamRunner(threading.Thread):
         decoded = 0
         last_frame = time.monotonic()
         budget_ms = int(spec.budget_s * 1000) if spec.budget_s else None
+        paced_from: tuple[float, float] | None = None  # (first pts, its monotonic time)
         try:
             started = time.perf_counter()
             for packet in container.demux(stream):
@@ -176,6 +181,12 @@ class StreamRunner(threading.Thread):
                     self.metrics.frames_decoded.labels(spec.id).inc()
                     pts = float(frame.time) if frame.time is not None else decoded / rate
                     decoded += 1
+                    if spec.realtime:
+                        if paced_from is None:
+                            paced_from = (pts, time.monotonic())
+                        due = paced_from[1] + (pts - paced_from[0])
+                        if self.halt.wait(max(0.0, due - time.monotonic())):
+                            return None
                     last_frame = time.monotonic()
                     if sampler.keep(pts):
                         self._send(frame, pts, budget_ms)
@@ -253,6 +264,10 @@ class StreamRunner(threading.Thread):
         self.seq += 1
 
 
+def spec_loops(spec: StreamSpec) -> bool:
+    return spec.loop and not spec.live
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: IngestWorker) -> None:
         self.worker = worker
@@ -280,7 +295,7 @@ class IngestWorker:
         self.settings = settings
         self.metrics = metrics or PipelineMetrics()
         self.options = options or IngestOptions()
-        self.worker_id = worker_id or f"ingest-{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or f"ingest-{socket.gethostname()}-{os.getpid()}"
         self.runners: dict[str, StreamRunner] = {}
         self.specs: dict[str, StreamSpec] = {}
         self.redis = make_redis(settings, socket_timeout=5, health_check_interval=10)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +80,7 @@ class SegmentWorker:
         self.options = options or SegmentOptions()
         if self.options.batch_size < 1 or self.options.batch_deadline_ms < 0:
             raise ValueError("batch_size must be >= 1 and batch_deadline_ms >= 0")
-        self.worker_id = worker_id or f"segment-{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or f"segment-{socket.gethostname()}-{os.getpid()}"
         self.model = model or segcore.build(model_name, device=self.options.device, fuse=True)
         self.names = class_names(self.model)
         self.topic = frames_spec(settings, model_name).name

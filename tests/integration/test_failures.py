@@ -1,0 +1,228 @@
+"""Failures on the data path, each checked by what ends up in Redis: a segment worker killed
+mid-stream, an ingest worker killed, garbage on the frames topic, Redis and the Kafka broker
+restarted under running workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from segcore.data import synthetic
+from services.common.kafka import dlq_topic, frames_spec, make_consumer, make_producer
+from services.common.redis import make_redis
+from services.common.settings import Settings
+from services.common.streams import StreamSpec, put_stream
+from services.infra import Infra
+from tests.integration.workers import (
+    Worker,
+    events,
+    metric_value,
+    status,
+    wait_events,
+    wait_for,
+    wait_state,
+)
+
+pytestmark = pytest.mark.integration
+
+MODEL = "yolact_r18_demo"
+SIZE = (240, 320)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "long.mp4"
+    synthetic.write_video(path, seed=5, num_frames=150, size=SIZE, fps=15)
+    return path
+
+
+def test_segment_worker_killed_mid_stream_every_frame_once(
+    ns_settings: Settings,
+    spawn: Callable[..., Worker],
+    long_video: Path,
+    unique: str,
+    compiled_ops: None,
+) -> None:
+    first = spawn("segment", "--model", MODEL, "--batch-size", "4")
+    spawn("ingest")
+    stream_id = f"kill-seg-{unique}"
+    # Every one of the 150 frames is sampled (fps above the file's), no latency budget.
+    put_stream(ns_settings, StreamSpec(id=stream_id, url=str(long_video), model=MODEL, fps=30))
+    client = make_redis(ns_settings)
+    try:
+        wait_events(client, stream_id, 20, 90)
+        first.kill()
+        killed_at = len(events(client, stream_id))
+        assert killed_at < 150, "the worker finished before it could be killed"
+        second = spawn("segment", "--model", MODEL, "--batch-size", "4")
+        got = wait_events(client, stream_id, 150, 120)
+        time.sleep(2)  # anything published twice would show up now
+        got = events(client, stream_id)
+    finally:
+        client.close()
+    assert [e.seq for _, e in got] == list(range(150))
+    assert len({entry for entry, _ in got}) == 150
+    text = second.metrics()
+    assert metric_value(text, "segstream_events_published_total") == 150 - killed_at
+    assert metric_value(text, "segstream_frames_consumed_total") >= 150 - killed_at
+
+
+def test_ingest_worker_killed_streams_move_within_30s(
+    ns_settings: Settings,
+    spawn: Callable[..., Worker],
+    long_video: Path,
+    unique: str,
+    compiled_ops: None,
+) -> None:
+    spawn("segment", "--model", MODEL)
+    ingests = {
+        name: spawn("ingest", "--worker-id", name, name=name) for name in ("ingest-a", "ingest-b")
+    }
+    for worker in ingests.values():  # both in the group before the stream comes
+        wait_for(lambda w=worker: "partitions assigned" in w.log(), 60, f"{worker.name} joined")
+    stream_id = f"kill-ing-{unique}"
+    spec = StreamSpec(
+        id=stream_id, url=str(long_video), model=MODEL, fps=5, realtime=True, loop=True
+    )
+    put_stream(ns_settings, spec)
+    client = make_redis(ns_settings)
+    try:
+        running = wait_state(client, stream_id, {"running"}, 60)
+        owner = ingests[running["worker"]]
+        wait_events(client, stream_id, 3, 60)
+        owner.kill()
+        killed = time.time()
+
+        def resumed() -> dict[str, str] | None:
+            now = status(client, stream_id)
+            return (
+                now
+                if now.get("worker") != running["worker"] and now["state"] == "running"
+                else None
+            )
+
+        moved = wait_for(resumed, 30, "the stream to run on the other worker")
+        assert time.time() - killed <= 30
+        assert moved["worker"] == next(n for n in ingests if n != running["worker"])
+        fresh = wait_for(
+            lambda: [e for _, e in events(client, stream_id) if e.captured_at > killed],
+            30,
+            "events captured by the new owner",
+        )
+        assert fresh
+        # the new owner goes on from the sequence number the stream's status held
+        assert fresh[0].seq > 0
+    finally:
+        client.close()
+
+
+def test_garbage_on_the_frames_topic_goes_to_the_dlq(
+    ns_settings: Settings,
+    spawn: Callable[..., Worker],
+    long_video: Path,
+    unique: str,
+    compiled_ops: None,
+) -> None:
+    worker = spawn("segment", "--model", MODEL)
+    topic = frames_spec(ns_settings, MODEL).name
+    client = make_redis(ns_settings)
+    producer = make_producer(ns_settings)
+    try:
+        wait_for(lambda: "segment worker started" in worker.log(), 60, "the segment worker")
+        producer.send(topic, key=b"junk-1", value=b"\x00\xffgarbage", headers=[])
+        headers = [
+            ("v", b"1"),
+            ("seq", b"0"),
+            ("pts", b"0.0"),
+            ("captured_at", str(time.time()).encode()),
+            ("width", b"320"),
+            ("height", b"240"),
+            ("encoding", b"jpeg"),
+        ]
+        producer.send(topic, key=b"junk-2", value=b"not a jpeg at all", headers=headers)
+        producer.flush(timeout=30)
+        spawn("ingest")
+        stream_id = f"after-junk-{unique}"
+        put_stream(ns_settings, StreamSpec(id=stream_id, url=str(long_video), model=MODEL, fps=5))
+        got = wait_events(client, stream_id, 50, 90)
+    finally:
+        producer.close()
+        client.close()
+    assert [e.seq for _, e in got] == list(range(50))
+    assert worker.alive()
+    consumer = make_consumer(ns_settings, dlq_topic(ns_settings), consumer_timeout_ms=10_000)
+    try:
+        dead = {r.key: dict(r.headers) for r in consumer}
+    finally:
+        consumer.close()
+    assert set(dead) == {b"junk-1", b"junk-2"}
+    assert dead[b"junk-1"]["dlq_reason"] == b"malformed"
+    assert b"missing header 'v'" in dead[b"junk-1"]["dlq_detail"]
+    assert dead[b"junk-2"]["dlq_reason"] == b"bad-image"
+    assert dead[b"junk-2"]["dlq_topic"] == topic.encode()
+    text = worker.metrics()
+    assert metric_value(text, "segstream_dlq_total", reason="malformed") == 1
+    assert metric_value(text, "segstream_dlq_total", reason="bad-image") == 1
+
+
+@pytest.fixture
+def own_infra(make_settings: Callable[[Path], Settings], tmp_path: Path) -> Iterator[Infra]:
+    """Servers of this test alone: it restarts them."""
+    infra = Infra(make_settings(tmp_path / "infra"))
+    infra.up(log=False)
+    try:
+        yield infra
+    finally:
+        infra.down()
+
+
+def test_redis_and_kafka_restarts_workers_recover(
+    own_infra: Infra, tmp_path: Path, long_video: Path, compiled_ops: None
+) -> None:
+    settings = own_infra.settings
+    segment = Worker(settings, ["segment", "--model", MODEL], tmp_path, "segment")
+    ingest = Worker(settings, ["ingest"], tmp_path, "ingest")
+    stream_id = "restarts"
+    put_stream(
+        settings,
+        StreamSpec(id=stream_id, url=str(long_video), model=MODEL, fps=5, realtime=True, loop=True),
+    )
+    kafka, redis_server = own_infra.components[0], own_infra.components[1]
+    try:
+        client = make_redis(settings)
+        wait_events(client, stream_id, 5, 90)
+        client.close()
+
+        redis_server.proc.stop()
+        time.sleep(3)
+        redis_server.start()
+        redis_server.wait_ready()
+        restarted = time.time()
+        client = make_redis(settings)
+        fresh = wait_for(
+            lambda: [e for _, e in events(client, stream_id) if e.captured_at > restarted],
+            60,
+            "events after the Redis restart",
+        )
+        assert fresh
+        wait_state(client, stream_id, {"running"}, 30)  # the status is written again
+
+        kafka.proc.stop()
+        time.sleep(3)
+        kafka.start()
+        kafka.wait_ready()
+        restarted = time.time()
+        fresh = wait_for(
+            lambda: [e for _, e in events(client, stream_id) if e.captured_at > restarted + 1],
+            90,
+            "events after the Kafka restart",
+        )
+        assert fresh
+        client.close()
+        assert segment.alive() and ingest.alive()
+    finally:
+        segment.stop(timeout=10)
+        ingest.stop(timeout=10)
