@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what segstream needs on a fresh Debian machine, and nothing twice:
-# Debian packages (Java, Maven, Redis, Prometheus, a C++ compiler), the virtual environment
+# Debian packages (Java, Maven, Redis, Prometheus, a C++ compiler, FFmpeg, and GStreamer's RTSP
+# server for the test cameras), the virtual environment
 # .venv with the Python packages (torch, nvcc from PyPI, ...), the Kafka jars from Maven
 # Central, and the compiled ops. Safe to run again; each step says what it does.
 set -euo pipefail
@@ -9,6 +10,12 @@ cd "$ROOT"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "system packages"
+# A GStreamer element, seen by Debian's Python (tests/integration/rtsp_server.py runs there).
+has_gst() {
+  /usr/bin/python3 -c "import gi, sys; gi.require_version('Gst', '1.0')
+from gi.repository import Gst; Gst.init(None); sys.exit(Gst.ElementFactory.find('$1') is None)" \
+    2>/dev/null
+}
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
@@ -16,6 +23,14 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v c++ >/dev/null || missing+=(g++)
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null ||
+  missing+=(python3-gi gir1.2-gst-rtsp-server-1.0)
+has_gst decodebin || missing+=(gstreamer1.0-plugins-base)
+has_gst rtph264pay || missing+=(gstreamer1.0-plugins-good)
+has_gst intervideosrc || missing+=(gstreamer1.0-plugins-bad)
+has_gst avdec_h264 || missing+=(gstreamer1.0-libav)
+has_gst x264enc || missing+=(gstreamer1.0-plugins-ugly)
 if ((${#missing[@]})); then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
@@ -23,7 +38,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-  echo "java, mvn, redis-server, prometheus, c++: present"
+  echo "java, mvn, redis-server, prometheus, c++, ffmpeg, GStreamer RTSP server: present"
 fi
 
 step "python environment (.venv)"

@@ -116,9 +116,18 @@ class Sampler:
         self._next = None
 
 
-def frame_pts(frame: Any, index: int, rate: float) -> float:
-    """A frame's presentation time in seconds (its index over the rate when it has none)."""
-    return float(frame.time) if frame.time is not None else index / rate
+def start_offset(stream: Any) -> float:
+    """The stream's first presentation time in seconds (MPEG-TS starts at 1.4 s, say), so
+    event pts count from the start of the video."""
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def frame_pts(frame: Any, index: int, rate: float, offset: float = 0.0) -> float:
+    """A frame's presentation time in seconds from the stream's start (its index over the
+    rate when it has none)."""
+    return float(frame.time) - offset if frame.time is not None else index / rate
 
 
 def target_size(width: int, height: int, side: int | None) -> tuple[int, int]:

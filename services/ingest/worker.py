@@ -46,7 +46,15 @@ from services.common.metrics import STATES, PipelineMetrics
 from services.common.redis import make_redis
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, decode_spec, redact
-from services.ingest.source import Sampler, SourceError, classify, open_source, target_size
+from services.ingest.source import (
+    Sampler,
+    SourceError,
+    classify,
+    frame_pts,
+    open_source,
+    start_offset,
+    target_size,
+)
 
 log = logging.getLogger("segstream.ingest")
 
@@ -165,6 +173,7 @@ class StreamRunner(threading.Thread):
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or 30)
+        offset = start_offset(stream)
         sampler = Sampler(spec.fps)
         decoded = 0
         last_frame = time.monotonic()
@@ -179,7 +188,7 @@ class StreamRunner(threading.Thread):
                     now = time.perf_counter()
                     self.metrics.decode_seconds.labels(spec.id).observe(now - started)
                     self.metrics.frames_decoded.labels(spec.id).inc()
-                    pts = float(frame.time) if frame.time is not None else decoded / rate
+                    pts = frame_pts(frame, decoded, rate, offset)
                     decoded += 1
                     if spec.realtime:
                         if paced_from is None:
@@ -202,8 +211,10 @@ class StreamRunner(threading.Thread):
                     )
         except (av.error.FFmpegError, OSError, EOFError) as exc:
             return classify(exc, spec.url, live=live, opening=False)
-        if live:
+        if live and not container.duration:
             return SourceError(Reason.DISCONNECTED, "the source ended the stream", retry=True)
+        if live:  # a recording served over the network (an HLS VOD playlist): it ended
+            return None if decoded else SourceError(Reason.NOT_VIDEO, "no frames", retry=False)
         expected = int(stream.frames or 0)
         if expected and decoded < expected - max(2, expected // 100):
             return SourceError(

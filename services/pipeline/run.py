@@ -25,7 +25,15 @@ from torch import nn
 
 from services.common.events import encode_event
 from services.common.streams import redact
-from services.ingest.source import Sampler, SourceError, classify, is_live, open_source
+from services.ingest.source import (
+    Sampler,
+    SourceError,
+    classify,
+    frame_pts,
+    is_live,
+    open_source,
+    start_offset,
+)
 from services.segment.infer import Item, class_names, infer, to_events
 
 __all__ = ["RunOptions", "RunStats", "SourceError", "redact", "run"]
@@ -79,10 +87,11 @@ def run(options: RunOptions, out: TextIO | None = None, model: nn.Module | None 
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or 30)
+        offset = start_offset(stream)
         sampler = Sampler(options.fps)
         for index, frame in enumerate(container.decode(stream)):
             stats.decoded += 1
-            pts = float(frame.time) if frame.time is not None else index / rate
+            pts = frame_pts(frame, index, rate, offset)
             if sampler.keep(pts):
                 yield pts, frame.to_ndarray(format="rgb24")
 

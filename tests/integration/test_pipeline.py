@@ -3,6 +3,8 @@ Kafka, Redis; sources an H.264 file, an RTSP server and HLS over HTTP."""
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,16 @@ from segcore.data import synthetic
 from services.common.redis import make_redis
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, put_stream
-from tests.integration.workers import Worker, wait_events, wait_state
+from tests.integration.sources import HlsServer, RtspServer, free_port, truncated_copy
+from tests.integration.workers import (
+    Worker,
+    events,
+    metric_value,
+    status,
+    wait_events,
+    wait_for,
+    wait_state,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +92,119 @@ def test_h264_file_through_kafka_and_redis(
     assert segment.alive() and ingest.alive()
     records = list(ingest.log_records())
     assert any(r.get("stream_id") == stream_id and r["msg"] == "stream finished" for r in records)
+
+
+def test_rtsp_camera(
+    ns_settings: Settings, spawn: Callable[..., Worker], video: Path, unique: str
+) -> None:
+    spawn("segment", "--model", MODEL)
+    spawn("ingest")
+    stream_id = f"rtsp-{unique}"
+    with RtspServer(video) as camera:
+        put_stream(ns_settings, StreamSpec(id=stream_id, url=camera.url, model=MODEL, fps=5))
+        client = make_redis(ns_settings)
+        try:
+            got = wait_events(client, stream_id, 12, 90)
+            health = status(client, stream_id)
+        finally:
+            client.close()
+    check_events(got, SIZE)
+    seqs = [e.seq for _, e in got]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # none lost in between
+    pts = [e.pts for _, e in got]
+    assert all(0.15 <= b - a <= 0.25 for a, b in itertools.pairwise(pts[2:]))  # 5 fps by pts
+    assert health["state"] == "running" and float(health["fps"]) > 2
+
+
+def test_hls_over_http(
+    ns_settings: Settings, spawn: Callable[..., Worker], video: Path, unique: str
+) -> None:
+    spawn("segment", "--model", MODEL)
+    spawn("ingest")
+    stream_id = f"hls-{unique}"
+    with HlsServer(video) as server:
+        put_stream(ns_settings, StreamSpec(id=stream_id, url=server.url, model=MODEL, fps=5))
+        client = make_redis(ns_settings)
+        try:
+            health = wait_state(client, stream_id, {"finished", "error"}, 90)
+            got = wait_events(client, stream_id, 15, 60)
+        finally:
+            client.close()
+    assert health["state"] == "finished", health
+    check_events(got, SIZE, count=15)
+    assert [round(e.pts * 15) for _, e in got] == list(range(0, 45, 3))
+
+
+def test_rtsp_outage_backs_off_and_recovers(
+    ns_settings: Settings, spawn: Callable[..., Worker], video: Path, unique: str
+) -> None:
+    spawn("segment", "--model", MODEL)
+    ingest = spawn("ingest", "--read-timeout", "3")
+    stream_id = f"outage-{unique}"
+    camera = RtspServer(video)
+    camera.start()
+    client = make_redis(ns_settings)
+    try:
+        put_stream(ns_settings, StreamSpec(id=stream_id, url=camera.url, model=MODEL, fps=5))
+        wait_events(client, stream_id, 3, 90)
+        camera.stop()
+        stopped = time.time()
+        down = wait_state(client, stream_id, {"backoff", "stalled"}, 15)
+        assert down["reason"] in {"disconnected", "unreachable", "no-frames"}
+        time.sleep(max(0.0, stopped + 10 - time.time()))
+        camera.start()
+        up = wait_state(client, stream_id, {"running"}, 45)
+        assert int(up["reconnects"]) >= 1
+        back = wait_for(
+            lambda: [e for _, e in events(client, stream_id) if e.captured_at > stopped + 10],
+            30,
+            "events after the camera came back",
+        )
+        assert back
+        check_events(events(client, stream_id), SIZE)
+    finally:
+        camera.stop()
+        client.close()
+    assert metric_value(ingest.metrics(), "segstream_reconnects_total", stream=stream_id) >= 1
+    states = [r.get("msg") for r in ingest.log_records() if r.get("stream_id") == stream_id]
+    assert "stream backoff" in states and states[-1] == "stream running"
+
+
+def test_bad_sources_end_in_their_state_and_leave_others_alone(
+    ns_settings: Settings,
+    spawn: Callable[..., Worker],
+    video: Path,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    spawn("segment", "--model", MODEL)
+    ingest = spawn("ingest", "--read-timeout", "3")
+    truncated = truncated_copy(video, tmp_path / "truncated.mp4")
+    with HlsServer(video) as web:
+        specs = {
+            "unreachable": f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/cam",
+            "not-video": web.not_video_url,
+            "truncated": str(truncated),
+            "good": str(video),
+        }
+        for name, url in specs.items():
+            put_stream(ns_settings, StreamSpec(id=f"{name}-{unique}", url=url, model=MODEL, fps=5))
+        client = make_redis(ns_settings)
+        try:
+            good = wait_state(client, f"good-{unique}", {"finished"}, 90)
+            unreachable = wait_state(client, f"unreachable-{unique}", {"backoff"}, 30)
+            not_video = wait_state(client, f"not-video-{unique}", {"error"}, 30)
+            broken = wait_state(client, f"truncated-{unique}", {"error"}, 30)
+            got = wait_events(client, f"good-{unique}", 15, 60)
+            time.sleep(3)
+            unreachable = status(client, f"unreachable-{unique}")
+        finally:
+            client.close()
+    assert good["reason"] == "" and good["frames"] == "15"
+    check_events(got, SIZE, count=15)
+    assert unreachable["state"] in {"backoff", "connecting"}
+    assert unreachable["reason"] == "unreachable" and int(unreachable["reconnects"]) >= 1
+    assert "hunter2" not in unreachable["message"] and "***@" in unreachable["message"]
+    assert not_video["reason"] == "not-video" and "not-video.html" in not_video["message"]
+    assert broken["reason"] in {"not-video", "decode-error"} and broken["message"]
+    assert "hunter2" not in ingest.log()

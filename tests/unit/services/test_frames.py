@@ -63,3 +63,29 @@ def test_image_that_is_not_one() -> None:
     wrong_size = decode_frame(key, message.data, [*headers[:4], ("width", b"81"), *headers[5:]])
     with pytest.raises(DecodeError, match="headers say 81x60"):
         wrong_size.image()
+
+
+def test_shrunk_frame_carries_the_source_size_and_budget() -> None:
+    rgb, _ = synthetic.frame(3, 5, (60, 80))
+    message = encode_frame("cam", 1, 0.0, 1.0, rgb, frame_size=(160, 120), budget_ms=2500)
+    decoded = decode_frame(*message.to_record())
+    assert decoded.frame_size == (160, 120) and (decoded.width, decoded.height) == (80, 60)
+    assert decoded.budget_ms == 2500
+    same = encode_frame("cam", 1, 0.0, 1.0, rgb, frame_size=(80, 60))
+    assert decode_frame(*same.to_record()).frame_size == (80, 60)
+    assert decode_frame(*same.to_record()).budget_ms is None
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "error"),
+    [
+        ("budget_ms", b"soon", "bad number"),
+        ("budget_ms", b"0", "budget_ms must be > 0"),
+        ("frame_width", b"-4", "bad size"),
+    ],
+)
+def test_bad_optional_headers_are_named(name: str, raw: bytes, error: str) -> None:
+    rgb, _ = synthetic.frame(3, 5, (60, 80))
+    key, value, headers = encode_frame("cam", 1, 0.0, 1.0, rgb).to_record()
+    with pytest.raises(DecodeError, match=error):
+        decode_frame(key, value, [*headers, (name, raw)])
