@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ def evaluate(
     model.eval()
     device = next(model.parameters()).device
     offset = _label_to_class(model)
-    images, annotations, results = [], [], []
+    results: list[dict[str, Any]] = []
     elapsed = 0.0
     batch: list[tuple[int, np.ndarray]] = []
 
@@ -90,22 +91,90 @@ def evaluate(
                     {**common, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(out["scores"][k])}
                 )
 
-    ann_id = 1
+    sizes: list[tuple[int, int]] = []
+    targets: list[dict[str, np.ndarray]] = []
     for image_id, (frame, target) in enumerate(samples, start=1):
-        height, width = frame.shape[:2]
-        images.append({"id": image_id, "height": height, "width": width})
-        for label, mask in zip(target["labels"], target["masks"], strict=True):
-            annotations.append(annotation(ann_id, image_id, int(label), mask))
-            ann_id += 1
+        sizes.append((frame.shape[0], frame.shape[1]))
+        targets.append(target)
         batch.append((image_id, frame))
         if len(batch) == batch_size:
             run(batch)
             batch = []
     if batch:
         run(batch)
-    if not images:
+    if not sizes:
         raise ValueError("evaluate: the dataset has no images")
+    mask_ap, ap50, box_ap, per_class = _score(sizes, targets, results, class_names)
+    count = len(sizes)
+    return EvalResult(
+        mask_ap=mask_ap,
+        mask_ap50=ap50,
+        box_ap=box_ap,
+        per_class_mask_ap=per_class,
+        images=count,
+        images_per_second=count / elapsed if elapsed else 0.0,
+    )
 
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected instance as a service reports it: 0-based class, score, COCO RLE mask
+    at the image's size, box xyxy."""
+
+    class_index: int
+    score: float
+    rle: dict[str, Any]
+    box: tuple[float, float, float, float]
+
+
+def evaluate_detections(
+    targets: Sequence[tuple[tuple[int, int], dict[str, np.ndarray]]],
+    detections: Sequence[Sequence[Detection]],
+    class_names: list[str],
+) -> EvalResult:
+    """COCO AP of detections made elsewhere (e.g. mask events out of the pipeline) against
+    ``(image size (H, W), target)`` pairs, one list of detections per image."""
+    if len(targets) != len(detections):
+        raise ValueError(f"{len(targets)} images but {len(detections)} detection lists")
+    if not targets:
+        raise ValueError("evaluate_detections: no images")
+    results: list[dict[str, Any]] = []
+    for image_id, found in enumerate(detections, start=1):
+        for det in found:
+            counts = det.rle["counts"]
+            x1, y1, x2, y2 = det.box
+            common = {"image_id": image_id, "category_id": det.class_index + 1}
+            results.append(
+                {
+                    **common,
+                    "segmentation": {
+                        "size": list(det.rle["size"]),
+                        "counts": counts.decode() if isinstance(counts, bytes) else counts,
+                    },
+                    "score": det.score,
+                }
+            )
+            results.append({**common, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": det.score})
+    mask_ap, ap50, box_ap, per_class = _score(
+        [size for size, _ in targets], [t for _, t in targets], results, class_names
+    )
+    return EvalResult(mask_ap, ap50, box_ap, per_class, len(targets), 0.0)
+
+
+def _score(
+    sizes: list[tuple[int, int]],
+    targets: list[dict[str, np.ndarray]],
+    results: list[dict[str, Any]],
+    class_names: list[str],
+) -> tuple[float, float, float, dict[str, float]]:
+    """(mask AP, mask AP50, box AP, per-class mask AP) of COCO-format results."""
+    images, annotations = [], []
+    ann_id = 1
+    for image_id, ((height, width), target) in enumerate(zip(sizes, targets, strict=True), 1):
+        images.append({"id": image_id, "height": height, "width": width})
+        for label, mask in zip(target["labels"], target["masks"], strict=True):
+            annotations.append(annotation(ann_id, image_id, int(label), mask))
+            ann_id += 1
     gt = COCO()
     gt.dataset = {
         "images": images,
@@ -133,12 +202,9 @@ def evaluate(
             for k, name in enumerate(class_names):
                 p = precision[:, :, k, 0, -1]
                 per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
-    count = len(images)
-    return EvalResult(
-        mask_ap=max(stats["segm"][0], 0.0),
-        mask_ap50=max(stats["segm"][1], 0.0),
-        box_ap=max(stats["bbox"][0], 0.0),
-        per_class_mask_ap=per_class or {n: 0.0 for n in class_names},
-        images=count,
-        images_per_second=count / elapsed if elapsed else 0.0,
+    return (
+        max(stats["segm"][0], 0.0),
+        max(stats["segm"][1], 0.0),
+        max(stats["bbox"][0], 0.0),
+        per_class or {n: 0.0 for n in class_names},
     )

@@ -11,7 +11,7 @@ from torch import nn
 
 import segcore
 from segcore.data import synthetic
-from segcore.evaluation import evaluate
+from segcore.evaluation import Detection, evaluate, evaluate_detections
 from segcore.training import TrainConfig, train
 from services.cli import main
 
@@ -61,6 +61,31 @@ def test_missing_and_wrong_predictions_lower_ap() -> None:
         answer["labels"] = (answer["labels"] + 1) % len(synthetic.CLASSES)
         wrong.append(answer)
     assert evaluate(Oracle(wrong), samples, list(synthetic.CLASSES)).mask_ap < 0.05
+
+
+def test_detections_from_elsewhere_score_like_the_model_path() -> None:
+    from pycocotools import mask as mask_utils
+
+    from segcore.data.coco import boxes_of
+
+    samples = [synthetic.frame(s, 3, (96, 128)) for s in range(4)]
+    targets = [((96, 128), t) for _, t in samples]
+    perfect = [
+        [
+            Detection(int(label), 0.9, mask_utils.encode(np.asfortranarray(m)), tuple(box))
+            for label, m, box in zip(t["labels"], t["masks"], boxes_of(t["masks"]), strict=True)
+        ]
+        for _, t in samples
+    ]
+    result = evaluate_detections(targets, perfect, list(synthetic.CLASSES))
+    assert result.mask_ap == pytest.approx(1.0) and result.box_ap == pytest.approx(1.0)
+    half = evaluate_detections(targets, [d[:1] for d in perfect], list(synthetic.CLASSES))
+    expected = evaluate(
+        Oracle([_answer(t, slice(0, 1)) for _, t in samples]), samples, list(synthetic.CLASSES)
+    )
+    assert half.mask_ap == pytest.approx(expected.mask_ap)
+    with pytest.raises(ValueError, match="4 images but 3"):
+        evaluate_detections(targets, perfect[:3], list(synthetic.CLASSES))
 
 
 def _tiny(tmp_path: Path, iterations: int) -> TrainConfig:
