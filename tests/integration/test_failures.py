@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from segcore.data import synthetic
+from services.common.frames import encode_frame
 from services.common.kafka import dlq_topic, frames_spec, make_consumer, make_producer
 from services.common.redis import make_redis
 from services.common.settings import Settings
@@ -166,6 +167,47 @@ def test_garbage_on_the_frames_topic_goes_to_the_dlq(
     text = worker.metrics()
     assert metric_value(text, "segstream_dlq_total", reason="malformed") == 1
     assert metric_value(text, "segstream_dlq_total", reason="bad-image") == 1
+
+
+def test_stale_frames_are_dropped_and_fresh_ones_batched(
+    ns_settings: Settings, spawn: Callable[..., Worker], unique: str, compiled_ops: None
+) -> None:
+    worker = spawn("segment", "--model", MODEL, "--batch-size", "8", "--batch-deadline-ms", "200")
+    wait_for(lambda: "segment worker started" in worker.log(), 60, "the segment worker")
+    topic = frames_spec(ns_settings, MODEL).name
+    producer = make_producer(ns_settings)
+    now = time.time()
+    try:
+        for index in range(12):  # one camera far behind, two in time, interleaved
+            stale = index % 3 == 0
+            stream = f"late-{unique}" if stale else f"cam{index % 3}-{unique}"
+            rgb, _ = synthetic.frame(9, index, SIZE)
+            captured = now - 30 if stale else time.time()
+            message = encode_frame(stream, index, index / 15, captured, rgb, budget_ms=5000)
+            key, value, headers = message.to_record()
+            producer.send(topic, key=key, value=value, headers=headers)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    wait_for(
+        lambda: metric_value(worker.metrics(), "segstream_frames_consumed_total") >= 12,
+        60,
+        "12 frames consumed",
+    )
+    client = make_redis(ns_settings)
+    try:
+        wait_for(
+            lambda: sum(len(events(client, f"cam{k}-{unique}")) for k in (1, 2)) == 8,
+            30,
+            "8 fresh events",
+        )
+        assert events(client, f"late-{unique}") == []
+    finally:
+        client.close()
+    text = worker.metrics()
+    assert metric_value(text, "segstream_frames_dropped_total", reason="latency-budget") == 4
+    assert metric_value(text, "segstream_batch_size_sum") == 8
+    assert metric_value(text, "segstream_batch_size_count") < 8  # frames were batched
 
 
 @pytest.fixture

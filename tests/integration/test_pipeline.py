@@ -90,6 +90,22 @@ def test_h264_file_through_kafka_and_redis(
             ious.append(max((float((mask & m).sum() / (mask | m).sum()) for m in same), default=0))
     assert ious and float(np.mean(ious)) > 0.7
     assert segment.alive() and ingest.alive()
+    seen = ingest.metrics()
+    assert metric_value(seen, "segstream_frames_decoded_total", stream=stream_id) == 45
+    assert metric_value(seen, "segstream_frames_sampled_total", stream=stream_id) == 15
+    assert metric_value(seen, "segstream_frames_produced_total", model=MODEL) == 15
+    assert metric_value(seen, "segstream_streams", state="finished") == 1
+    for name in ("decode", "encode"):
+        assert metric_value(seen, f"segstream_{name}_seconds_count", stream=stream_id) > 0
+    assert metric_value(seen, "segstream_produce_seconds_count", model=MODEL) == 15
+    done = segment.metrics()
+    assert metric_value(done, "segstream_frames_consumed_total", model=MODEL) == 15
+    assert metric_value(done, "segstream_events_published_total", model=MODEL) == 15
+    assert metric_value(done, "segstream_capture_to_publish_seconds_count", model=MODEL) == 15
+    assert metric_value(done, "segstream_batch_size_sum", model=MODEL) == 15
+    for name in ("batch_wait", "inference", "mask_encode", "publish"):
+        assert metric_value(done, f"segstream_{name}_seconds_count", model=MODEL) >= 1
+    assert metric_value(done, "segstream_consumer_lag", model=MODEL) == 0
     records = list(ingest.log_records())
     assert any(r.get("stream_id") == stream_id and r["msg"] == "stream finished" for r in records)
 
