@@ -97,13 +97,19 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         min_score=args.min_score,
         batch_size=args.batch,
+        stream_id=args.stream_id,
     )
+    publisher = None
+    if args.redis:
+        from services.common.redis import EventPublisher, make_redis
+
+        publisher = EventPublisher(make_redis(settings), settings.redis_stream_maxlen)
     try:
         if args.output:
             with open(args.output, "w") as out:
-                stats = run(options, out)
+                stats = run(options, out, publisher=publisher)
         else:
-            stats = run(options)
+            stats = run(options, publisher=publisher)
     except SourceError as exc:
         print(f"segstream run: {exc}", file=sys.stderr)
         return 1
@@ -236,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, help="stop after this many sampled frames")
     run.add_argument("--min-score", type=float, default=0.3, help="drop weaker instances")
     run.add_argument("--batch", type=int, default=4, help="frames per inference batch")
+    run.add_argument("--stream-id", default="local", help="the events' stream id")
+    run.add_argument(
+        "--redis", action="store_true", help="also publish the events to the configured Redis"
+    )
     run.set_defaults(func=_run)
 
     streams = sub.add_parser("streams", help="register (add) or remove camera streams")

@@ -24,6 +24,7 @@ import numpy as np
 from torch import nn
 
 from services.common.events import encode_event
+from services.common.redis import EventPublisher, entry_id
 from services.common.streams import redact
 from services.ingest.source import (
     Sampler,
@@ -65,8 +66,14 @@ class RunStats:
 _END = object()
 
 
-def run(options: RunOptions, out: TextIO | None = None, model: nn.Module | None = None) -> RunStats:
-    """Run the pipeline until the source ends, ``max_frames`` or an error; events to ``out``."""
+def run(
+    options: RunOptions,
+    out: TextIO | None = None,
+    model: nn.Module | None = None,
+    publisher: EventPublisher | None = None,
+) -> RunStats:
+    """Run the pipeline until the source ends, ``max_frames`` or an error; events to ``out``
+    and, when given, to Redis through ``publisher`` (stream entry, channel, latest key)."""
     import segcore
 
     out = out or sys.stdout
@@ -142,10 +149,19 @@ def run(options: RunOptions, out: TextIO | None = None, model: nn.Module | None 
             if batch:
                 outputs = infer(model, [i.rgb for i in batch])
                 names = class_names(model)
-                for event in to_events(batch, outputs, names, options.model, options.min_score):
-                    out.write(encode_event(event).decode() + "\n")
+                events = to_events(batch, outputs, names, options.model, options.min_score)
+                payloads = [encode_event(event) for event in events]
+                for payload in payloads:
+                    out.write(payload.decode() + "\n")
                     stats.published += 1
                 out.flush()
+                if publisher is not None:
+                    publisher.publish(
+                        [
+                            (e.stream_id, entry_id(e.captured_at, e.seq), p)
+                            for e, p in zip(events, payloads, strict=True)
+                        ]
+                    )
     finally:
         stop.set()
         thread.join(timeout=10)

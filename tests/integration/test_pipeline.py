@@ -4,6 +4,8 @@ Kafka, Redis; sources an H.264 file, an RTSP server and HLS over HTTP."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from segcore.data import synthetic
+from services.common.events import decode_event
 from services.common.redis import make_redis
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, put_stream
@@ -21,6 +24,7 @@ from tests.integration.workers import (
     Worker,
     events,
     metric_value,
+    settings_env,
     status,
     wait_events,
     wait_for,
@@ -224,3 +228,31 @@ def test_bad_sources_end_in_their_state_and_leave_others_alone(
     assert not_video["reason"] == "not-video" and "not-video.html" in not_video["message"]
     assert broken["reason"] in {"not-video", "decode-error"} and broken["message"]
     assert "hunter2" not in ingest.log()
+
+
+def test_run_publishes_to_redis_when_asked(
+    settings: Settings, video: Path, unique: str, tmp_path: Path, compiled_ops: None
+) -> None:
+    out = tmp_path / "events.jsonl"
+    env = settings_env(settings)
+    stream_id = f"run-{unique}"
+    argv = ["run", str(video), "--fps", "5", "--stream-id", stream_id, "--redis"]
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", *argv, "--output", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    client = make_redis(settings)
+    try:
+        stored = events(client, stream_id)
+        latest = client.get(f"segstream:latest:{stream_id}")
+    finally:
+        client.close()
+    assert len(lines) == len(stored) == 15
+    check_events(stored, SIZE, count=15)
+    assert latest is not None and decode_event(latest).seq == 14
