@@ -131,7 +131,14 @@ def _serve(settings: Settings, process: str) -> tuple[threading.Event, PipelineM
     logs.configure(settings.log_level, process)
     metrics = PipelineMetrics()
     if settings.metrics_port:
-        port = metrics.serve(settings.host, settings.metrics_port)
+        try:
+            port = metrics.serve(settings.host, settings.metrics_port)
+        except OSError as exc:
+            raise InfraError(
+                f"{process}: cannot serve metrics on {settings.host}:{settings.metrics_port}: "
+                f"{exc.strerror}",
+                "give each process its own port with SEGSTREAM_METRICS_PORT=<port> (0: any)",
+            ) from None
         print(f"{process}: metrics on http://{settings.host}:{port}/metrics", file=sys.stderr)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -41,3 +41,30 @@ def test_infra_error_is_reported_not_raised(
     assert main(["infra", "prepare"]) == 1
     err = capsys.readouterr().err
     assert "java not found" in err and "apt-get install" in err
+
+
+def test_workers_name_a_taken_metrics_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("SEGSTREAM_METRICS_PORT", str(taken.getsockname()[1]))
+        assert main(["ingest"]) == 1
+    err = capsys.readouterr().err
+    assert "ingest: cannot serve metrics" in err and "SEGSTREAM_METRICS_PORT" in err
+
+
+def test_streams_add_checks_the_model_and_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["streams", "add", "rtsp://cam/x", "--model", "no_such_model"]) == 2
+    assert "unknown model 'no_such_model'" in capsys.readouterr().err
+    assert main(["streams", "add", "ftp://cam/x", "--id", "cam"]) == 2
+    assert "url: Value error, url scheme 'ftp'" in capsys.readouterr().err
+    assert main(["streams", "add", "rtsp://cam/x", "--fps", "0"]) == 2
+    assert "fps:" in capsys.readouterr().err
+    for command in ("streams", "ingest", "segment"):
+        assert build_parser().parse_args(
+            [command, "rm", "x"] if command == "streams" else [command]
+        )
