@@ -173,6 +173,35 @@ def _segment(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from services.api.app import create_app
+    from services.api.auth import TokenConfigError, load_tokens
+    from services.common import logs
+
+    logs.configure(settings.log_level, "api")
+    try:
+        if not load_tokens(settings):
+            print(
+                "segstream api: no tokens configured; set SEGSTREAM_API_TOKENS or "
+                "SEGSTREAM_API_TOKENS_FILE (every route but health and metrics needs one)",
+                file=sys.stderr,
+            )
+    except TokenConfigError as exc:
+        print(f"segstream api: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or settings.host
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=settings.api_port,
+        log_level="warning",
+        ws_max_size=1024 * 1024,
+    )
+    return 0
+
+
 def _streams(settings: Settings, args: argparse.Namespace) -> int:
     import segcore
     from services.common.streams import StreamSpec, delete_stream, put_stream
@@ -270,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     streams.add_argument("--loop", action="store_true", help="a file: start again at its end")
     streams.set_defaults(func=_streams)
+
+    api = sub.add_parser("api", help="serve the REST API and event subscriptions")
+    api.add_argument("--host", help="listen address (SEGSTREAM_HOST by default)")
+    api.set_defaults(func=_api)
 
     ingest = sub.add_parser("ingest", help="run an ingest worker (streams -> frames in Kafka)")
     ingest.add_argument("--worker-id", help="name in logs and stream status")

@@ -114,6 +114,27 @@ class PipelineMetrics:
             registry=r,
         )
 
+        # api
+        self.api_requests = counter(
+            "segstream_api_requests_total",
+            "API requests by method, route and status",
+            ["method", "route", "status"],
+        )
+        self.api_request_seconds = histogram(
+            "segstream_api_request_seconds",
+            "API request handling time",
+            ["method", "route"],
+            LATENCY_BUCKETS,
+        )
+        self.subscribers = Gauge(
+            "segstream_subscribers", "Open event subscriptions", ["kind"], registry=r
+        )
+        self.subscribers_dropped = counter(
+            "segstream_subscribers_dropped_total",
+            "Subscriptions closed by the server, by reason",
+            ["kind", "reason"],
+        )
+
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on (host, port); port 0 picks a free one. Returns the port."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)

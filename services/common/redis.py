@@ -50,11 +50,18 @@ def make_redis(settings: Settings, **overrides: object) -> redis.Redis:
 
 
 LATEST_PREFIX = "segstream:latest:"
+FRAMES_PREFIX = "segstream:frames:"
 
 
 def latest_key(stream_id: str) -> str:
     """String holding a camera stream's most recent mask event."""
     return LATEST_PREFIX + stream_id
+
+
+def frames_key(stream_id: str) -> str:
+    """Redis stream of a camera stream's recent JPEG frames (viewers), same entry ids as
+    its events; kept only when ``preview_frames`` > 0."""
+    return FRAMES_PREFIX + stream_id
 
 
 # One event, atomically: append to the stream under an id derived from (capture time, seq),
@@ -68,6 +75,10 @@ if type(added) == 'table' and added.err then
 end
 redis.call('PUBLISH', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+if ARGV[6] ~= '0' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], ARGV[1], 'jpeg', ARGV[5])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
 return 1
 """
 
@@ -81,19 +92,33 @@ class EventPublisher:
     """Publishes encoded events (stream entry, pub/sub, latest key) in one round trip per
     batch; tells which were new and which were already there."""
 
-    def __init__(self, client: redis.Redis, maxlen: int, latest_ttl_s: int = 3600) -> None:
+    def __init__(
+        self, client: redis.Redis, maxlen: int, latest_ttl_s: int = 3600, frames: int = 0
+    ) -> None:
         self.client = client
         self.maxlen = maxlen
+        self.frames = frames
         self.latest_ttl_s = latest_ttl_s
         self.script = client.register_script(_PUBLISH_LUA)
 
-    def publish(self, events: list[tuple[str, str, bytes]]) -> list[bool]:
-        """``events``: (stream id, entry id, payload). True where the event was new."""
+    def publish(
+        self, events: list[tuple[str, str, bytes]], jpegs: list[bytes] | None = None
+    ) -> list[bool]:
+        """``events``: (stream id, entry id, payload), with each one's JPEG frame kept for
+        viewers when ``frames`` > 0. True where the event was new."""
         pipe = self.client.pipeline(transaction=False)
-        for stream_id, entry, payload in events:
+        for index, (stream_id, entry, payload) in enumerate(events):
+            keep = self.frames if jpegs is not None else 0
             self.script(
-                keys=[masks_key(stream_id), latest_key(stream_id)],
-                args=[entry, payload, self.maxlen, self.latest_ttl_s],
+                keys=[masks_key(stream_id), latest_key(stream_id), frames_key(stream_id)],
+                args=[
+                    entry,
+                    payload,
+                    self.maxlen,
+                    self.latest_ttl_s,
+                    jpegs[index] if jpegs is not None else b"",
+                    keep,
+                ],
                 client=pipe,
             )
         return [bool(r) for r in pipe.execute()]

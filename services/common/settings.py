@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +29,27 @@ def _default_cache_dir() -> Path:
 
 class ConfigFileError(ValueError):
     """The settings file named by SEGSTREAM_CONFIG is missing or unreadable."""
+
+
+SCOPES = ("streams:write", "events:read")
+
+
+class ApiToken(BaseModel):
+    """A bearer token of the API and what it may do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    token: SecretStr = Field(min_length=16)
+    scopes: tuple[str, ...] = SCOPES
+
+    @field_validator("scopes")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scopes {unknown}; known: {list(SCOPES)}")
+        return value
 
 
 class Settings(BaseSettings):
@@ -77,6 +98,30 @@ class Settings(BaseSettings):
     run_dir: Path | None = Field(None, description="data, logs and pid files of `segstream infra`")
     maven_repo: str | None = Field(None, description="Maven repository URL; Maven Central if unset")
     log_level: str = "INFO"
+
+    api_port: int = Field(8080, ge=0, le=65535)
+    api_url: str | None = Field(
+        None, description="the API the CLI talks to; local api_port if unset"
+    )
+    api_token: SecretStr | None = Field(None, description="the token the CLI and SDK send")
+    api_tokens: list[ApiToken] = Field(
+        default_factory=list, description="tokens the API accepts (JSON list in the environment)"
+    )
+    api_tokens_file: Path | None = Field(
+        None, description="JSON file with more tokens (a mounted secret), same shape"
+    )
+    api_allow_files: bool = Field(False, description="accept file paths as stream URLs")
+    api_max_body_bytes: int = Field(64 * 1024, ge=1024)
+    api_subscriber_queue: int = Field(
+        256, ge=1, description="events a subscriber may lag behind before it is dropped"
+    )
+    preview_frames: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="recent frames per stream the segment worker keeps in "
+        "Redis for viewers (0: none)",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -91,7 +91,9 @@ class SegmentWorker:
         finally:
             admin.close()
         self.redis = make_redis(settings, socket_timeout=5, health_check_interval=10)
-        self.publisher = EventPublisher(self.redis, settings.redis_stream_maxlen)
+        self.publisher = EventPublisher(
+            self.redis, settings.redis_stream_maxlen, frames=settings.preview_frames
+        )
         self.dlq = make_producer(settings, max_block_ms=10_000)
         self.consumer = make_consumer(
             settings,
@@ -179,6 +181,7 @@ class SegmentWorker:
                 continue
             fresh.append((message, record))
         items: list[Item] = []
+        jpegs: list[bytes] = []
         for message, record in fresh:
             try:
                 rgb = message.image()
@@ -195,6 +198,7 @@ class SegmentWorker:
                     message.frame_size,
                 )
             )
+            jpegs.append(message.data)
         published = 0
         if items:
             self.metrics.batch_wait_seconds.labels(self.m).observe(time.monotonic() - first_at)
@@ -210,7 +214,7 @@ class SegmentWorker:
             self.metrics.mask_encode_seconds.labels(self.m).observe(
                 time.perf_counter() - encoded_at
             )
-            fresh_flags = self._publish(payloads)
+            fresh_flags = self._publish(payloads, jpegs)
             if fresh_flags is None:
                 return 0  # stopping: the batch is redelivered to whoever comes next
             done = time.time()
@@ -225,13 +229,15 @@ class SegmentWorker:
         self._lag()
         return published
 
-    def _publish(self, payloads: list[tuple[str, str, bytes]]) -> list[bool] | None:
+    def _publish(
+        self, payloads: list[tuple[str, str, bytes]], jpegs: list[bytes]
+    ) -> list[bool] | None:
         """Publish, retrying until Redis answers (None when stopped meanwhile)."""
         delay = 0.2
         while not self.halt.is_set():
             started = time.perf_counter()
             try:
-                flags = self.publisher.publish(payloads)
+                flags = self.publisher.publish(payloads, jpegs if self.publisher.frames else None)
                 self.metrics.publish_seconds.labels(self.m).observe(time.perf_counter() - started)
                 return flags
             except redis.RedisError as exc:
