@@ -426,6 +426,7 @@ def create_app(
         """Feed ``queue`` with (id, event) from Redis until cancelled; returns a reason to
         drop the subscriber when it falls too far behind."""
         client: Any = state().redis
+        stall_s = state().settings.api_subscriber_stall_s
         last = from_id or "$"
         if last == "$":
             newest = await client.xrevrange(masks_key(stream_id), count=1)
@@ -438,10 +439,14 @@ def create_app(
                 continue
             for _key, entries in found_ or []:
                 for entry, fields in entries:
-                    if queue.full():
-                        return f"subscriber too slow: more than {queue.maxsize} events behind"
                     last = entry.decode()
-                    queue.put_nowait((last, fields[b"event"]))
+                    try:  # a burst may fill the queue for a moment; a stalled client, for long
+                        await asyncio.wait_for(queue.put((last, fields[b"event"])), stall_s)
+                    except TimeoutError:
+                        return (
+                            f"subscriber too slow: {queue.maxsize} events waited over "
+                            f"{stall_s:.0f} s"
+                        )
 
     def filtered(flt: EventFilter, raw: bytes) -> bytes | None:
         if not flt.active:
@@ -465,6 +470,7 @@ def create_app(
             maxsize=state().settings.api_subscriber_queue
         )
         reader_task = asyncio.create_task(read_events(stream_id, from_id, queue))
+        getter: asyncio.Task[tuple[str, bytes] | None] | None = None
         m.subscribers.labels(kind).inc()
         try:
             while True:
@@ -473,7 +479,6 @@ def create_app(
                     {getter, reader_task}, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter not in done:
-                    getter.cancel()
                     reason = reader_task.result() or "ended"
                     m.subscribers_dropped.labels(kind, "slow").inc()
                     return reason
@@ -498,9 +503,11 @@ def create_app(
                     return "subscriber too slow: one event waited 30 s to be sent"
                 sending.result()
         finally:
-            reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader_task
+            for task in (getter, reader_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             m.subscribers.labels(kind).dec()
 
     @app.websocket("/v1/streams/{stream_id}/events")
@@ -513,6 +520,9 @@ def create_app(
         zone: str | None = None,
         access_token: str | None = None,
     ) -> None:
+        # Accept first: a close before the handshake reaches the client as a bare HTTP 403,
+        # without the close code and reason that tell it what was wrong.
+        await websocket.accept()
         presented = bearer(websocket.headers.get("authorization"), access_token)
         match = tokens.match(presented) if presented else None
         if match is None or "events:read" not in match[1]:
@@ -526,7 +536,6 @@ def create_app(
         except HTTPException as exc:
             await websocket.close(code=4422, reason=str(exc.detail)[:120])
             return
-        await websocket.accept()
 
         async def send(entry: str, payload: bytes) -> None:
             await websocket.send_text('{"id":"' + entry + '","event":' + payload.decode() + "}")

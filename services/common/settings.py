@@ -112,8 +112,9 @@ class Settings(BaseSettings):
     )
     api_allow_files: bool = Field(False, description="accept file paths as stream URLs")
     api_max_body_bytes: int = Field(64 * 1024, ge=1024)
-    api_subscriber_queue: int = Field(
-        256, ge=1, description="events a subscriber may lag behind before it is dropped"
+    api_subscriber_queue: int = Field(256, ge=1, description="events buffered per subscriber")
+    api_subscriber_stall_s: float = Field(
+        10.0, gt=0, description="a subscriber whose buffer stays full this long is dropped"
     )
     preview_frames: int = Field(
         0,
