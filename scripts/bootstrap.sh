@@ -24,6 +24,8 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v c++ >/dev/null || missing+=(g++)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null ||
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0)
 has_gst decodebin || missing+=(gstreamer1.0-plugins-base)

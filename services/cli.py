@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
-import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import httpx
 from pydantic import ValidationError
 
 from segcore.data.coco import DatasetError
@@ -18,6 +19,7 @@ from services.common.settings import ConfigFileError, Settings
 from services.infra.errors import InfraError
 
 if TYPE_CHECKING:
+    from services.client import Client
     from services.common.metrics import PipelineMetrics
 
 
@@ -53,7 +55,7 @@ def _ops(settings: Settings, args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
-    return run_demo(settings, frames=args.frames)
+    return run_demo(settings, events=args.events)
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
@@ -202,36 +204,87 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _streams(settings: Settings, args: argparse.Namespace) -> int:
-    import segcore
-    from services.common.streams import StreamSpec, delete_stream, put_stream
+def _client(settings: Settings) -> Client:
+    from services.client import Client
 
-    if args.action == "rm":
-        delete_stream(settings, args.target)
-        print(f"removed {args.target}")
-        return 0
-    if args.model not in segcore.list_models():
-        known = ", ".join(segcore.list_models())
-        print(f"segstream streams: unknown model {args.model!r}; known: {known}", file=sys.stderr)
-        return 2
-    try:
-        spec = StreamSpec(
-            id=args.id or f"cam-{uuid.uuid4().hex[:8]}",
-            url=args.target,
-            model=args.model,
-            fps=args.fps,
-            latency_budget_ms=args.latency_budget_ms,
-            max_side=args.max_side,
-            realtime=args.realtime,
-            loop=args.loop,
-        )
-    except ValidationError as exc:
-        for error in exc.errors():
-            print(f"segstream streams: {error['loc'][0]}: {error['msg']}", file=sys.stderr)
-        return 2
-    put_stream(settings, spec)
-    print(spec.id)
+    if settings.api_token is None:
+        raise InfraError("no API token", "set SEGSTREAM_API_TOKEN to a token the API accepts")
+    url = settings.api_url or f"http://{settings.host}:{settings.api_port}"
+    return Client(url, settings.api_token.get_secret_value())
+
+
+def _show(stream: dict[str, Any]) -> str:
+    health = stream.get("health") or {}
+    state = health.get("state", "pending")
+    reason = f" ({health['reason']})" if health.get("reason") else ""
+    return (
+        f"{stream['id']:<20} {state + reason:<26} {health.get('fps', 0):>5.1f} fps "
+        f"{health.get('reconnects', 0):>3} reconnects  {stream['model']:<18} {stream['url']}"
+    )
+
+
+def _streams(settings: Settings, args: argparse.Namespace) -> int:
+    from services.client import ApiError
+
+    with _client(settings) as client:
+        try:
+            if args.action == "ls":
+                for stream in client.list_streams():
+                    print(_show(stream))
+            elif args.action == "show":
+                print(json.dumps(client.get(args.target), indent=2))
+            elif args.action == "rm":
+                client.delete(args.target)
+                print(f"removed {args.target}")
+            else:
+                if args.target is None:
+                    print("segstream streams add: give the camera URL", file=sys.stderr)
+                    return 2
+                options = {
+                    "fps": args.fps,
+                    "latency_budget_ms": args.latency_budget_ms,
+                    "max_side": args.max_side,
+                    "realtime": args.realtime,
+                    "loop": args.loop,
+                }
+                stream = client.add(
+                    args.target,
+                    args.model,
+                    id=args.id,
+                    **{k: v for k, v in options.items() if v is not None},
+                )
+                print(_show(stream))
+        except ApiError as exc:
+            detail = exc.detail
+            if isinstance(detail, list):
+                detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in detail)
+            print(f"segstream streams: {exc.status}: {detail}", file=sys.stderr)
+            return 1
+        except httpx.HTTPError as exc:
+            print(
+                f"segstream streams: the API at {client.url} did not answer: {exc}", file=sys.stderr
+            )
+            return 1
     return 0
+
+
+def _watch(settings: Settings, args: argparse.Namespace) -> int:
+    from services.client import ApiError
+    from services.watch import watch
+
+    with _client(settings) as client:
+        try:
+            return watch(
+                client,
+                args.stream,
+                from_id=args.from_id,
+                classes=args.classes.split(",") if args.classes else None,
+                count=args.count,
+                render=args.render,
+            )
+        except ApiError as exc:
+            print(f"segstream watch: {exc}", file=sys.stderr)
+            return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,25 +337,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
-    streams = sub.add_parser("streams", help="register (add) or remove camera streams")
-    streams.add_argument("action", choices=["add", "rm"])
-    streams.add_argument("target", help="add: the camera URL or a file; rm: the stream id")
+    streams = sub.add_parser("streams", help="register, list, show or remove camera streams")
+    streams.add_argument("action", choices=["add", "ls", "show", "rm"])
+    streams.add_argument("target", nargs="?", help="add: the camera URL; show, rm: the id")
     streams.add_argument("--model", default="yolact_r18_demo", help="a registered model")
     streams.add_argument("--id", help="stream id (generated by default)")
-    streams.add_argument("--fps", type=float, default=5.0, help="frames per second to segment")
+    streams.add_argument("--fps", type=float, help="frames per second to segment (5)")
     streams.add_argument(
         "--latency-budget-ms", type=int, help="drop frames older than this (5000 for cameras)"
     )
     streams.add_argument("--max-side", type=int, help="shrink frames to this shorter side")
     streams.add_argument(
-        "--realtime", action="store_true", help="a file: play it at its frame rate, as a camera"
+        "--realtime", action="store_true", default=None, help="a file: play it as a camera"
     )
-    streams.add_argument("--loop", action="store_true", help="a file: start again at its end")
+    streams.add_argument("--loop", action="store_true", default=None, help="a file: loop it")
     streams.set_defaults(func=_streams)
 
     api = sub.add_parser("api", help="serve the REST API and event subscriptions")
     api.add_argument("--host", help="listen address (SEGSTREAM_HOST by default)")
     api.set_defaults(func=_api)
+
+    watch = sub.add_parser("watch", help="print a stream's mask events as they come")
+    watch.add_argument("stream", help="the stream id")
+    watch.add_argument("--from-id", help="resume after this event id")
+    watch.add_argument("--classes", help="only these classes (comma-separated)")
+    watch.add_argument("--count", type=int, help="stop after this many events")
+    watch.add_argument("--render", help="also draw the masks over the frames into this .mp4")
+    watch.set_defaults(func=_watch)
 
     ingest = sub.add_parser("ingest", help="run an ingest worker (streams -> frames in Kafka)")
     ingest.add_argument("--worker-id", help="name in logs and stream status")
@@ -326,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="start the local infrastructure and push a synthetic camera through it"
     )
-    demo.add_argument("--frames", type=int, default=90, help="frames of synthetic video")
+    demo.add_argument("--events", type=int, help="stop after this many events (Ctrl-C otherwise)")
     demo.set_defaults(func=_demo)
     return parser
 

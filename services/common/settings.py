@@ -8,6 +8,7 @@ edge of a process (the CLI) and pass it in; no module reads it globally.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -133,6 +134,32 @@ class Settings(BaseSettings):
     def infra_dir(self) -> Path:
         """Folder of the local servers' data, logs and pid files."""
         return self.run_dir if self.run_dir is not None else self.cache_dir / "run"
+
+    def env(self) -> dict[str, str]:
+        """``SEGSTREAM_*`` variables that give a child process these settings (the fields
+        set explicitly; secrets included, so keep the result away from logs)."""
+        out: dict[str, str] = {}
+        for name in sorted(self.model_fields_set):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, list):
+                text = json.dumps(
+                    [
+                        {**v.model_dump(mode="json"), "token": v.token.get_secret_value()}
+                        if isinstance(v, ApiToken)
+                        else v
+                        for v in value
+                    ]
+                )
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            out[f"SEGSTREAM_{name.upper()}"] = text
+        return out
 
     @property
     def bootstrap_servers(self) -> str:

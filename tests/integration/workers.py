@@ -27,20 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment that makes a child process's Settings() equal ``settings``."""
-    env = dict(os.environ)
-    for name in (
-        "run_dir",
-        "cache_dir",
-        "kafka_port",
-        "kafka_controller_port",
-        "redis_port",
-        "prometheus_port",
-        "namespace",
-    ):
-        value = getattr(settings, name)
-        if value is not None:
-            env[f"SEGSTREAM_{name.upper()}"] = str(value)
-    return env
+    return {**os.environ, **settings.env()}
 
 
 class Worker:

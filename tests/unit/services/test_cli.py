@@ -57,14 +57,22 @@ def test_workers_name_a_taken_metrics_port(
     assert "ingest: cannot serve metrics" in err and "SEGSTREAM_METRICS_PORT" in err
 
 
-def test_streams_add_checks_the_model_and_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["streams", "add", "rtsp://cam/x", "--model", "no_such_model"]) == 2
-    assert "unknown model 'no_such_model'" in capsys.readouterr().err
-    assert main(["streams", "add", "ftp://cam/x", "--id", "cam"]) == 2
-    assert "url: Value error, url scheme 'ftp'" in capsys.readouterr().err
-    assert main(["streams", "add", "rtsp://cam/x", "--fps", "0"]) == 2
-    assert "fps:" in capsys.readouterr().err
-    for command in ("streams", "ingest", "segment"):
-        assert build_parser().parse_args(
-            [command, "rm", "x"] if command == "streams" else [command]
-        )
+def test_streams_and_watch_need_an_api_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SEGSTREAM_API_TOKEN", raising=False)
+    assert main(["streams", "ls"]) == 1
+    assert "SEGSTREAM_API_TOKEN" in capsys.readouterr().err
+    assert main(["watch", "door"]) == 1
+    assert "SEGSTREAM_API_TOKEN" in capsys.readouterr().err
+
+
+def test_streams_report_an_api_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SEGSTREAM_API_TOKEN", "t" * 20)
+    monkeypatch.setenv("SEGSTREAM_API_URL", "http://127.0.0.1:9")
+    assert main(["streams", "ls"]) == 1
+    assert "the API at http://127.0.0.1:9 did not answer" in capsys.readouterr().err
+    for command in (["streams", "rm", "x"], ["watch", "x", "--count", "3"], ["api"]):
+        assert build_parser().parse_args(command)
