@@ -180,9 +180,11 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
     from services.api.app import create_app
     from services.api.auth import TokenConfigError, load_tokens
-    from services.common import logs
 
-    logs.configure(settings.log_level, "api")
+    stop, metrics = _serve(settings, "api")  # /metrics on the metrics port, as every process
+    del stop  # uvicorn handles SIGTERM and SIGINT itself
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if not load_tokens(settings):
             print(
@@ -195,7 +197,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, metrics=metrics),
         host=host,
         port=settings.api_port,
         log_level="warning",
