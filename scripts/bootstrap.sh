@@ -63,5 +63,8 @@ fi
 step "Kafka jars (Maven Central)"
 .venv/bin/segstream infra prepare
 
+step "deploy validation tools (kustomize, CRD schemas)"
+bash scripts/k8s-tools.sh
+
 step "compiled ops (cuda_ext)"
 .venv/bin/segstream ops build ${SEGSTREAM_OPS_BUILD_FLAGS:-}

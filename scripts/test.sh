@@ -14,5 +14,5 @@ printf '\n==> ruff\n'
 printf '\n==> mypy\n'
 .venv/bin/mypy
 
-printf '\n==> pytest: unit, integration, gpu\n'
-.venv/bin/python -m pytest -rs -p no:cacheprovider tests/unit tests/integration tests/gpu "$@"
+printf '\n==> pytest: unit, integration, gpu, deploy\n'
+.venv/bin/python -m pytest -rs -p no:cacheprovider tests/unit tests/deploy tests/integration tests/gpu "$@"

@@ -113,6 +113,12 @@ class PipelineMetrics:
             ["model"],
             registry=r,
         )
+        self.gpu_memory = Gauge(
+            "segstream_gpu_memory_bytes",
+            "CUDA memory of PyTorch's caching allocator, by device and kind (allocated|reserved)",
+            ["device", "kind"],
+            registry=r,
+        )
 
         # api
         self.api_requests = counter(

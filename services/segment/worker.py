@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import torch
 from kafka.errors import KafkaError
 from torch import nn
 
@@ -265,6 +266,12 @@ class SegmentWorker:
             except KafkaError:
                 continue
         self.metrics.consumer_lag.labels(self.m).set(lag)
+        if torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                device = f"cuda:{index}"
+                gpu = self.metrics.gpu_memory
+                gpu.labels(device, "allocated").set(torch.cuda.memory_allocated(index))
+                gpu.labels(device, "reserved").set(torch.cuda.memory_reserved(index))
 
     # loop ---------------------------------------------------------------------------------
     def run(
