@@ -433,7 +433,7 @@ def create_app(
             last = newest[0][0].decode() if newest else "0-0"
         while True:
             try:
-                found_ = await client.xread({masks_key(stream_id): last}, count=100, block=1000)
+                found_ = await client.xread({masks_key(stream_id): last}, count=100, block=500)
             except aioredis.RedisError:
                 await asyncio.sleep(1)
                 continue
@@ -503,11 +503,12 @@ def create_app(
                     return "subscriber too slow: one event waited 30 s to be sent"
                 sending.result()
         finally:
-            for task in (getter, reader_task):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            pending = [t for t in (getter, reader_task) if t is not None]
+            for task in pending:
+                task.cancel()
+            # A reader cancelled inside a blocking XREAD can take its connection down
+            # slowly; never hold the handler (and the gauge) for it.
+            await asyncio.wait(pending, timeout=2)
             m.subscribers.labels(kind).dec()
 
     @app.websocket("/v1/streams/{stream_id}/events")

@@ -7,7 +7,14 @@ its stage. Labels are model names, stream ids, states and drop reasons: never UR
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -21,6 +28,8 @@ class PipelineMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        if registry is None:
+            ProcessCollector(registry=r)  # process_start_time_seconds, cpu, memory, fds
 
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
             return Counter(name, doc, labels, registry=r)
@@ -140,6 +149,19 @@ class PipelineMetrics:
             "Subscriptions closed by the server, by reason",
             ["kind", "reason"],
         )
+
+    def start_model(self, model: str) -> None:
+        """Create a segment worker's series at 0, so rate() sees their first increments."""
+        for family in (self.frames_consumed, self.events_published, self.duplicates):
+            family.labels(model)
+        self.frames_dropped.labels(model, "latency-budget")
+        for reason in ("malformed", "bad-image"):
+            self.dlq.labels(model, reason)
+
+    def start_stream(self, stream: str) -> None:
+        """Create an ingest stream's series at 0 (see ``start_model``)."""
+        for family in (self.frames_decoded, self.frames_sampled, self.reconnects):
+            family.labels(stream)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on (host, port); port 0 picks a free one. Returns the port."""

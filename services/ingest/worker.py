@@ -120,6 +120,7 @@ class StreamRunner(threading.Thread):
             self.health.set(State.ERROR, "internal", redact(str(exc)))
 
     def _loop(self) -> None:
+        self.metrics.start_stream(self.spec.id)
         self.seq = self.health.last_seq() + 1
         backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s)
         attempts = 0

@@ -107,6 +107,7 @@ class SegmentWorker:
         )
         self.halt = threading.Event()
         self.m = self.model_name
+        self.metrics.start_model(self.m)
 
     # one cycle ----------------------------------------------------------------------------
     def collect(self, idle_timeout_ms: int = 500) -> tuple[list[Any], float]:

@@ -78,7 +78,7 @@ def test_config_scrapes_the_three_services_and_loads_the_rules() -> None:
     }
     assert jobs["api"] == ["api:9400"]
     assert jobs["ingest"] == ["ingest:9401"]
-    assert jobs["segment"] == ["segment:9402"]
+    assert jobs["segment"] == ["segment:9402", "segment-gpu:9402"]
     loaded = {(PROMETHEUS / path).resolve() for path in config["rule_files"]}
     assert loaded == {path.resolve() for path in RULE_FILES}
 
