@@ -100,7 +100,7 @@ class PipelineMetrics:
         )
         self.inference_seconds = histogram(
             "segstream_inference_seconds",
-            "Frame decoding, preprocessing and inference of one batch",
+            "Preprocessing and inference of one batch (JPEG decoding is in batch wait)",
             ["model"],
             LATENCY_BUCKETS,
         )

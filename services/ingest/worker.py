@@ -13,12 +13,15 @@ worker given a partition always rebuilds that partition's streams from its recor
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +107,7 @@ class StreamRunner(threading.Thread):
             self.side = spec.max_side
         self.seq = 0
         self.last_captured = 0.0
+        self._encoder = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{spec.id}")
         self.log = logging.LoggerAdapter(log, {"stream_id": spec.id})
 
     def stop(self) -> None:
@@ -118,6 +122,8 @@ class StreamRunner(threading.Thread):
         except Exception as exc:  # a bug must not take the worker's other streams down
             self.log.exception("stream loop failed")
             self.health.set(State.ERROR, "internal", redact(str(exc)))
+        finally:
+            self._encoder.shutdown(wait=True)
 
     def _loop(self) -> None:
         self.metrics.start_stream(self.spec.id)
@@ -170,16 +176,37 @@ class StreamRunner(threading.Thread):
 
     def _pump(self, container: Any, backoff: Backoff) -> SourceError | None:
         """Decode until the source ends (None for a complete file) or fails (the error)."""
-        spec, live = self.spec, self.spec.live
+        spec = self.spec
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or 30)
         offset = start_offset(stream)
         sampler = Sampler(spec.fps)
+        budget_ms = int(spec.budget_s * 1000) if spec.budget_s else None
+        sending: deque[Future[None]] = deque()
+        try:
+            return self._decode(
+                container, stream, sampler, rate, offset, budget_ms, backoff, sending
+            )
+        finally:
+            for future in sending:
+                future.result()
+
+    def _decode(
+        self,
+        container: Any,
+        stream: Any,
+        sampler: Sampler,
+        rate: float,
+        offset: float,
+        budget_ms: int | None,
+        backoff: Backoff,
+        sending: deque[Future[None]],
+    ) -> SourceError | None:
+        spec, live = self.spec, self.spec.live
         decoded = 0
         last_frame = time.monotonic()
-        budget_ms = int(spec.budget_s * 1000) if spec.budget_s else None
-        paced_from: tuple[float, float] | None = None  # (first pts, its monotonic time)
+        paced_from: tuple[float, float] | None = None
         try:
             started = time.perf_counter()
             for packet in container.demux(stream):
@@ -199,7 +226,15 @@ class StreamRunner(threading.Thread):
                             return None
                     last_frame = time.monotonic()
                     if sampler.keep(pts):
-                        self._send(frame, pts, budget_ms)
+                        # Resize, encode and send on the encoder thread, overlapping the
+                        # next frames' decoding; at most two frames wait, in order.
+                        captured = max(time.time(), self.last_captured + 0.001)
+                        self.last_captured = captured
+                        while len(sending) >= 2:
+                            sending.popleft().result()
+                        sending.append(
+                            self._encoder.submit(self._send, frame, pts, budget_ms, captured)
+                        )
                         if self.health.state != State.RUNNING:
                             self.health.set(State.RUNNING)
                             backoff.reset()
@@ -227,7 +262,7 @@ class StreamRunner(threading.Thread):
             return SourceError(Reason.DECODE_ERROR, "no frame could be decoded", retry=False)
         return None
 
-    def _send(self, frame: Any, pts: float, budget_ms: int | None) -> None:
+    def _send(self, frame: Any, pts: float, budget_ms: int | None, captured: float) -> None:
         spec = self.spec
         started = time.perf_counter()
         width, height = frame.width, frame.height
@@ -236,8 +271,6 @@ class StreamRunner(threading.Thread):
             rgb = frame.to_ndarray(format="rgb24", width=out_w, height=out_h)
         else:
             rgb = frame.to_ndarray(format="rgb24")
-        captured = max(time.time(), self.last_captured + 0.001)
-        self.last_captured = captured
         message = encode_frame(
             spec.id,
             self.seq,
@@ -414,6 +447,8 @@ class IngestWorker:
             self.metrics.streams.labels(state).set(count)
 
     def run(self, stop: threading.Event, ready: Callable[[], None] | None = None) -> None:
+        gc.collect()
+        gc.freeze()  # the imported libraries' objects: out of the collector's full passes
         log.info("ingest worker started", extra={"worker": self.worker_id})
         if ready is not None:
             ready()
