@@ -94,6 +94,8 @@ def test_ingest_worker_killed_streams_move_within_30s(
         running = wait_state(client, stream_id, {"running"}, 60)
         owner = ingests[running["worker"]]
         wait_events(client, stream_id, 3, 60)
+        # the status (and the seq in it) is written at most once a second
+        wait_for(lambda: int(status(client, stream_id).get("seq", -1)) >= 3, 15, "seq in status")
         owner.kill()
         killed = time.time()
 
