@@ -41,7 +41,7 @@ from services.api.filters import EventFilter, FilterError
 from services.api.table import StreamTable
 from services.common.events import DecodeError, decode_event, encode_event
 from services.common.metrics import PipelineMetrics
-from services.common.redis import frames_key, masks_key, redis_password, status_key
+from services.common.redis import frames_key, make_async_redis, masks_key, status_key
 from services.common.settings import Settings
 from services.common.streams import FILE_SCHEME, STREAM_ID, StreamSpec, redact, scheme_of
 
@@ -124,18 +124,6 @@ class ApiState:
     models: list[str]
 
 
-def _async_redis(settings: Settings) -> aioredis.Redis:
-    if settings.redis_url:
-        return aioredis.Redis.from_url(settings.redis_url)
-    return aioredis.Redis(
-        host=settings.host,
-        port=settings.redis_port,
-        password=redis_password(settings),
-        socket_connect_timeout=5,
-        health_check_interval=10,
-    )
-
-
 class BodyLimit:
     """ASGI middleware: request bodies above ``limit`` bytes get 413 before any route."""
 
@@ -186,7 +174,7 @@ def create_app(
         state_box["s"] = ApiState(
             settings,
             view,
-            _async_redis(settings),
+            make_async_redis(settings, health_check_interval=10),
             tokens,
             metrics or PipelineMetrics(),
             segcore.list_models(),

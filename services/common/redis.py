@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 from services.common.settings import Settings
 
@@ -37,16 +39,32 @@ def redis_password(settings: Settings) -> str | None:
         return None
 
 
-def make_redis(settings: Settings, **overrides: object) -> redis.Redis:
+def _connection(settings: Settings, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of a client of the configured server (URL or local)."""
     if settings.redis_url:
-        return redis.Redis.from_url(settings.redis_url, **overrides)
-    return redis.Redis(
-        host=settings.host,
-        port=settings.redis_port,
-        password=redis_password(settings),
-        socket_connect_timeout=5,
-        **overrides,  # type: ignore[arg-type]
-    )
+        return dict(overrides)
+    return {
+        "host": settings.host,
+        "port": settings.redis_port,
+        "password": redis_password(settings),
+        "socket_connect_timeout": 5,
+        **overrides,
+    }
+
+
+def make_redis(settings: Settings, **overrides: Any) -> redis.Redis:
+    kwargs = _connection(settings, overrides)
+    if settings.redis_url:
+        return redis.Redis.from_url(settings.redis_url, **kwargs)
+    return redis.Redis(**kwargs)
+
+
+def make_async_redis(settings: Settings, **overrides: Any) -> aioredis.Redis:
+    """The asyncio client of the same server (the API's subscriptions)."""
+    kwargs = _connection(settings, overrides)
+    if settings.redis_url:
+        return aioredis.Redis.from_url(settings.redis_url, **kwargs)
+    return aioredis.Redis(**kwargs)
 
 
 LATEST_PREFIX = "segstream:latest:"
