@@ -77,6 +77,7 @@ from PIL import Image
 
 import segcore
 from segcore.data import synthetic
+from segcore.runtime import keep_heap
 from services.common.events import MaskEvent, decode_event
 from services.common.frames import encode_frame
 from services.common.health import State, StreamHealth
@@ -810,6 +811,7 @@ def start_pipeline(
 def run(args: argparse.Namespace, cleanup: Cleanup, meter: Meter) -> list[Result]:
     plan = QUICK if args.quick else FULL
     torch.set_num_threads(args.threads)
+    heap = keep_heap()  # as `segstream segment` and `segstream ingest` do
     ffmpeg = shutil.which("ffmpeg")
     options = SegmentOptions(batch_deadline_ms=args.batch_deadline_ms)
     work = Path(tempfile.mkdtemp(prefix="segstream-bench-"))
@@ -819,7 +821,8 @@ def run(args: argparse.Namespace, cleanup: Cleanup, meter: Meter) -> list[Result
     print(
         f"{os.cpu_count()} CPUs, torch {torch.__version__} ({args.threads} threads), PyAV "
         f"{av.__version__}, ffmpeg: {ffmpeg or 'NOT INSTALLED (apt-get install -y ffmpeg)'}; "
-        f"segment worker: batch {options.batch_size}, deadline {options.batch_deadline_ms} ms"
+        f"segment worker: batch {options.batch_size}, deadline {options.batch_deadline_ms} ms; "
+        f"malloc tuned (segcore.runtime.keep_heap): {heap}"
     )
     cache = Settings().cache_dir / "bench"
     small = synthetic_video(cache, SEED, plan.small_frames, SMALL, SMALL_FPS)

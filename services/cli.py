@@ -90,8 +90,10 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from segcore.runtime import keep_heap
     from services.pipeline.run import RunOptions, SourceError, run
 
+    keep_heap()
     options = RunOptions(
         source=args.source,
         model=args.model,
@@ -127,9 +129,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _serve(settings: Settings, process: str) -> tuple[threading.Event, PipelineMetrics]:
     """Logs, /metrics and SIGTERM/SIGINT handling of a long-running worker process."""
+    from segcore.runtime import keep_heap
     from services.common import logs
     from services.common.metrics import PipelineMetrics
 
+    keep_heap()  # a steady frame loop reuses its pages (segcore/runtime.py)
     logs.configure(settings.log_level, process)
     metrics = PipelineMetrics()
     if settings.metrics_port:

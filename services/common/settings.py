@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     )
     kafka_version: str = "4.4.0"
     kafka_heap: str = "512m"
+    kafka_jvm_options: str = Field(
+        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        description="JVM options of the local broker (space-separated): the client compiler "
+        "and the serial collector keep a one-node broker light on cores it shares with "
+        "inference (bench/broker.py)",
+    )
     registry_partitions: int = Field(12, ge=1)
     frames_partitions: int = Field(12, ge=1)
     frame_max_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024)

@@ -344,8 +344,15 @@ class IngestWorker:
         self.runners: dict[str, StreamRunner] = {}
         self.specs: dict[str, StreamSpec] = {}
         self.redis = make_redis(settings, socket_timeout=5, health_check_interval=10)
+        # batch_size: a file read faster than real time sends several frames per request
+        # (one 25 KB frame alone is larger than kafka-python's 16 KB default).
         self.producer = make_producer(
-            settings, max_block_ms=5000, linger_ms=2, retries=5, compression_type=None
+            settings,
+            max_block_ms=5000,
+            linger_ms=2,
+            retries=5,
+            compression_type=None,
+            batch_size=1024 * 1024,
         )
         self._topics: set[str] = set()
         admin = make_admin(settings)

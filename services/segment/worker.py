@@ -111,6 +111,7 @@ class SegmentWorker:
             max_poll_interval_ms=self.options.max_poll_interval_ms,
         )
         self.halt = threading.Event()
+        self._all_published = True  # False once a batch was polled but not published
         self.m = self.model_name
         self.metrics.start_model(self.m)
 
@@ -244,7 +245,9 @@ class SegmentWorker:
             )
             fresh_flags = self._publish(payloads, jpegs)
             if fresh_flags is None:
-                return 0  # stopping: the batch is redelivered to whoever comes next
+                # stopping: the batch is redelivered to whoever comes next
+                self._all_published = False
+                return 0
             done = time.time()
             for event, new in zip(events, fresh_flags, strict=True):
                 if new:
@@ -275,12 +278,19 @@ class SegmentWorker:
         return None
 
     def _commit(self) -> None:
+        """Commit what was polled (all of it is in Redis by now) without waiting for the
+        broker: the next batch's inference overlaps the round trip. A commit that fails
+        leaves records that come again to this or another worker; their events are in
+        Redis already, so they are recognised and not published twice."""
         try:
-            self.consumer.commit()
+            self.consumer.commit_async(callback=self._committed)
         except KafkaError as exc:
-            # The records come again to this or another worker; their events are in Redis
-            # already, so they are recognised and not published twice.
             log.warning("commit failed: %s", exc)
+
+    @staticmethod
+    def _committed(_offsets: object, response: object) -> None:
+        if isinstance(response, Exception):
+            log.warning("commit failed: %s", response)
 
     def _lag(self) -> None:
         lag = 0
@@ -318,6 +328,9 @@ class SegmentWorker:
 
     def close(self) -> None:
         self.halt.set()
+        with contextlib.suppress(KafkaError):
+            if self._all_published:  # the last asynchronous commit may not have gone out
+                self.consumer.commit(timeout_ms=5000)
         with contextlib.suppress(KafkaError):
             self.consumer.close(autocommit=False)
         self.dlq.close(timeout=5)
