@@ -24,9 +24,7 @@ MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest on 64-bit (HEAP_MAX_SIZE / 
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 
 
-def keep_heap(
-    mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD
-) -> bool:
+def keep_heap(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Tune glibc's malloc for a long-lived inference loop (see the module docstring).
 
     Returns whether both settings took effect: False off Linux or on a C library without

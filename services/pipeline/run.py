@@ -85,7 +85,7 @@ def run(
         open_timeout_s=options.open_timeout_s,
         read_timeout_s=options.read_timeout_s,
     )
-    model = model or segcore.build(options.model)
+    model = model or segcore.build(options.model, fuse=True)  # as the segment worker
     live = is_live(options.source)
     frames: queue.Queue[object] = queue.Queue(maxsize=options.queue_size)
     stop = threading.Event()
