@@ -16,7 +16,10 @@ started when it ends, fails or is interrupted. The synthetic videos are written 
    Kafka: the pipeline runs at its capacity (for most of the span with ingest idle; the
    CPU ingest takes per frame is printed). Pipeline frames/s: the events in Redis after
    the warm-up batches, over the span of their ``published_at`` (batches are told apart
-   by the gaps inference leaves between them). Baseline: the bare model,
+   by the gaps inference leaves between them). The same file goes through the fresh
+   pipeline once before, unmeasured: a fresh broker's JIT takes several times the CPU per
+   frame of a warm one (bench/broker.py), which is start-up, not the pipeline's steady
+   cost. Baseline: the bare model,
    ``segcore.build("yolact_r18_demo", fuse=True)`` as the segment worker builds it,
    ``services.segment.infer.infer`` on the same decoded frames in batches of the segment
    worker's size, in this process, before the workers start and again after they stop (the
@@ -708,6 +711,21 @@ def throughput(
     return fps
 
 
+def warm_up(pipe: Pipeline, video: Path, frames: int, bare: float) -> None:
+    """The file once through the fresh pipeline, not measured: the broker's JIT compiles
+    its produce and fetch paths (a fresh broker takes several times the CPU per frame of a
+    warm one: bench/broker.py), the workers and Redis run their first frames."""
+    stream_id = f"warm-up-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    put_stream(pipe.settings, StreamSpec(id=stream_id, url=str(video), model=MODEL, fps=60))
+    pipe.wait_events(stream_id, frames, 60 + 5 * frames / bare)
+    delete_stream(pipe.settings, stream_id)
+    print(
+        f"\nwarm-up: the same file through the fresh pipeline in "
+        f"{time.monotonic() - started:.1f} s (not measured)"
+    )
+
+
 # 2. latency -------------------------------------------------------------------------------
 
 
@@ -860,6 +878,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup, meter: Meter) -> list[Result
 
     pipe = start_pipeline(settings, logs, args.threads, options, cleanup, meter)
     try:
+        warm_up(pipe, small, plan.small_frames, bare_before)
         fps = throughput(
             pipe,
             small,
