@@ -4,7 +4,8 @@ one camera or one file on a laptop.
 
 A decoder thread opens the source with PyAV (RTSP over TCP, open and read timeouts), samples
 frames to the target fps by their presentation timestamps and puts them on a bounded queue;
-the main thread takes batches (up to ``batch_size``, never waiting long for a full one), runs
+the main thread takes batches (up to ``batch_size``; from a file waiting up to 50 ms for a
+full one, from a live source only what is queued already), runs
 the model and writes one event per sampled frame. From a live source, a full queue drops its
 oldest frame (counted) so latency and memory stay bounded; from a file, decoding waits.
 """
@@ -64,6 +65,25 @@ class RunStats:
 
 
 _END = object()
+
+
+def take_batch(frames: queue.Queue[object], size: int, wait_s: float) -> tuple[list[Item], bool]:
+    """Up to ``size`` items: the first as it comes, then those that come within ``wait_s``
+    of it (none waited for when 0); and whether the end of the source was reached."""
+    batch: list[Item] = []
+    item = frames.get()
+    deadline = time.monotonic() + wait_s
+    while item is not _END:
+        assert isinstance(item, Item)
+        batch.append(item)
+        if len(batch) >= size:
+            break
+        try:
+            remaining = deadline - time.monotonic()
+            item = frames.get(timeout=remaining) if remaining > 0 else frames.get_nowait()
+        except queue.Empty:
+            break
+    return batch, item is _END
 
 
 def run(
@@ -132,20 +152,11 @@ def run(
     thread.start()
     finished = False
     try:
+        # A camera's next frame is a frame period away: waiting for it only adds latency,
+        # so from a live source a batch is what is queued already.
+        wait_s = 0.0 if live else 0.05
         while not finished:
-            batch: list[Item] = []
-            item = frames.get()
-            deadline = time.monotonic() + 0.05
-            while item is not _END:
-                assert isinstance(item, Item)
-                batch.append(item)
-                if len(batch) >= options.batch_size:
-                    break
-                try:
-                    item = frames.get(timeout=max(deadline - time.monotonic(), 0.0))
-                except queue.Empty:
-                    break
-            finished = item is _END
+            batch, finished = take_batch(frames, options.batch_size, wait_s)
             if batch:
                 outputs = infer(model, [i.rgb for i in batch])
                 names = class_names(model)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,8 @@ from pycocotools import mask as mask_utils
 from segcore.data import synthetic
 from services.cli import main
 from services.common.events import decode_event
-from services.pipeline.run import RunOptions, SourceError, redact, run
+from services.pipeline.run import _END, RunOptions, SourceError, redact, run, take_batch
+from services.segment.infer import Item
 
 SIZE = (240, 320)
 
@@ -89,3 +92,43 @@ def test_cli_writes_json_lines(video: Path, tmp_path: Path, compiled_ops: None) 
     out = tmp_path / "events.jsonl"
     assert main(["run", str(video), "--fps", "3", "--output", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 9
+
+
+def _item(seq: int) -> Item:
+    return Item("cam", seq, seq / 5, 0.0, np.zeros((2, 2, 3), np.uint8))
+
+
+def test_take_batch_without_waiting_takes_only_what_is_queued() -> None:
+    frames: queue.Queue[object] = queue.Queue()
+    frames.put(_item(0))
+    frames.put(_item(1))
+    later = threading.Timer(0.5, frames.put, args=(_item(2),))
+    later.start()
+    try:
+        batch, ended = take_batch(frames, 4, wait_s=0.0)
+    finally:
+        later.join()
+    assert [i.seq for i in batch] == [0, 1]  # not the frame that came after
+    assert not ended
+    frames.put(_END)
+    batch, ended = take_batch(frames, 4, wait_s=0.0)
+    assert [i.seq for i in batch] == [2]
+    assert ended
+
+
+def test_take_batch_waits_for_frames_that_come_within_the_wait() -> None:
+    frames: queue.Queue[object] = queue.Queue()
+    frames.put(_item(0))
+
+    def more() -> None:
+        frames.put(_item(1))
+        frames.put(_item(2))
+
+    later = threading.Timer(0.05, more)
+    later.start()
+    try:
+        batch, ended = take_batch(frames, 3, wait_s=30.0)  # returns once the batch is full
+    finally:
+        later.join()
+    assert [i.seq for i in batch] == [0, 1, 2]
+    assert not ended
