@@ -31,8 +31,7 @@ from pathlib import Path
 from services.common.kafka import ensure_topics, frames_spec, make_admin, make_consumer
 from services.common.kafka import make_producer as kafka_producer
 from services.common.settings import Settings
-from services.infra import Infra
-from services.infra.process import free_port
+from services.infra import Infra, fresh_settings
 
 BASELINE = "-XX:+UseG1GC"
 CANDIDATE = Settings.model_fields["kafka_jvm_options"].default
@@ -79,15 +78,8 @@ def one_round(settings: Settings, pid: int, frames: int, group: str) -> tuple[fl
 
 def measure(options: str, frames: int, rounds: int, tag: str) -> list[tuple[float, float]]:
     work = Path(tempfile.mkdtemp(prefix="segstream-broker-bench-"))
-    settings = Settings(
-        run_dir=work / "infra",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        redis_port=free_port(),
-        prometheus_port=free_port(),
-        metrics_port=0,
-        namespace=f"broker-bench-{tag}",
-        kafka_jvm_options=options,
+    settings = fresh_settings(
+        work / "infra", namespace=f"broker-bench-{tag}", kafka_jvm_options=options
     )
     infra = Infra(settings)
     try:

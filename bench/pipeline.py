@@ -96,7 +96,7 @@ from services.common.metrics import PipelineMetrics
 from services.common.redis import make_redis, masks_key, status_key
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, delete_stream, put_stream
-from services.infra import Infra
+from services.infra import Infra, fresh_settings
 from services.infra.process import free_port
 from services.ingest.source import Sampler, target_size
 from services.ingest.worker import IngestOptions, StreamRunner
@@ -848,15 +848,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup, meter: Meter) -> list[Result
     encodings()
 
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        run_dir=work / "infra",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        redis_port=free_port(),
-        prometheus_port=free_port(),
-        metrics_port=0,
-        namespace=namespace,
-    )
+    settings = fresh_settings(work / "infra", namespace=namespace)
     infra = Infra(settings)
     cleanup.add("kafka, redis, prometheus", infra.down)
     print(f"\nstarting Kafka, Redis, Prometheus in {work} (namespace {namespace}) ...", flush=True)

@@ -7,6 +7,6 @@ the pid.
 """
 
 from services.infra.errors import InfraError
-from services.infra.manager import ComponentStatus, Infra
+from services.infra.manager import ComponentStatus, Infra, fresh_settings
 
-__all__ = ["ComponentStatus", "Infra", "InfraError"]
+__all__ = ["ComponentStatus", "Infra", "InfraError", "fresh_settings"]

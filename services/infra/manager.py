@@ -9,7 +9,7 @@ from typing import Protocol
 from services.common.settings import Settings
 from services.infra.errors import InfraError
 from services.infra.kafka import KafkaServer
-from services.infra.process import ManagedProcess, port_in_use
+from services.infra.process import ManagedProcess, free_port, port_in_use
 from services.infra.prometheus import PrometheusServer
 from services.infra.redis_server import RedisServer
 
@@ -20,6 +20,20 @@ _PORT_SETTINGS = {
     "redis_port": "SEGSTREAM_REDIS_PORT",
     "prometheus_port": "SEGSTREAM_PROMETHEUS_PORT",
 }
+
+
+def fresh_settings(run_dir: Path, **changes: object) -> Settings:
+    """Settings of a private set of servers (tests, benchmarks): their run folder and every
+    port free right now, metrics on any free port; ``changes`` set other fields."""
+    return Settings(
+        run_dir=run_dir,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        redis_port=free_port(),
+        prometheus_port=free_port(),
+        metrics_port=0,
+        **changes,  # type: ignore[arg-type]
+    )
 
 
 class Component(Protocol):

@@ -14,20 +14,8 @@ from pathlib import Path
 import pytest
 
 from services.common.settings import Settings
-from services.infra import Infra
-from services.infra.process import free_port
+from services.infra import Infra, fresh_settings
 from tests.integration.workers import Worker
-
-
-def fresh_settings(run_dir: Path) -> Settings:
-    return Settings(
-        run_dir=run_dir,
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        redis_port=free_port(),
-        prometheus_port=free_port(),
-        metrics_port=0,
-    )
 
 
 @pytest.fixture(scope="session")
