@@ -28,7 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.common.kafka import ensure_topics, frames_spec, make_admin, make_consumer
+from pipeline import cpu_seconds, ensure  # bench/pipeline.py, beside this script
+
+from services.common.kafka import frames_spec, make_consumer
 from services.common.kafka import make_producer as kafka_producer
 from services.common.settings import Settings
 from services.infra import Infra, fresh_settings
@@ -36,12 +38,6 @@ from services.infra import Infra, fresh_settings
 BASELINE = "-XX:+UseG1GC"
 CANDIDATE = Settings.model_fields["kafka_jvm_options"].default
 FRAME_BYTES = 25_000  # a 320x240 JPEG q90 frame
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
 
 def one_round(settings: Settings, pid: int, frames: int, group: str) -> tuple[float, float]:
@@ -88,11 +84,7 @@ def measure(options: str, frames: int, rounds: int, tag: str) -> list[tuple[floa
         record = kafka.proc.record()
         if record is None:
             raise RuntimeError("the broker did not start")
-        admin = make_admin(settings)
-        try:
-            ensure_topics(admin, [frames_spec(settings, "bench")])
-        finally:
-            admin.close()
+        ensure(settings, [frames_spec(settings, "bench")])
         time.sleep(3)
         results = []
         for r in range(rounds):
