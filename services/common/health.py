@@ -82,6 +82,9 @@ class StreamHealth:
         self.fps = 0.0
         self.seq = -1
         self._lock = threading.Lock()
+        # One write at a time, in the order of the snapshots they write: a flush that took
+        # its snapshot before a state change must not land after that change's write.
+        self._write_lock = threading.Lock()
         self._window: list[float] = []
         self._dirty = False  # nothing is written before the runner has read the last seq
         self._last_write = 0.0
@@ -115,36 +118,41 @@ class StreamHealth:
             self._dirty = True
         self.flush()
 
-    def fields(self) -> dict[str, str]:
-        with self._lock:
-            return {
-                "state": self.state.value,
-                "reason": self.reason,
-                "message": self.message,
-                "reconnects": str(self.reconnects),
-                "frames": str(self.frames),
-                "last_frame_at": f"{self.last_frame_at:.3f}",
-                "fps": f"{self.fps:.2f}",
-                "seq": str(self.seq),
-                "worker": self.worker,
-                "updated_at": f"{time.time():.3f}",
-            }
+    def _fields(self) -> dict[str, str]:
+        """The status hash; the caller holds ``_lock``."""
+        return {
+            "state": self.state.value,
+            "reason": self.reason,
+            "message": self.message,
+            "reconnects": str(self.reconnects),
+            "frames": str(self.frames),
+            "last_frame_at": f"{self.last_frame_at:.3f}",
+            "fps": f"{self.fps:.2f}",
+            "seq": str(self.seq),
+            "worker": self.worker,
+            "updated_at": f"{time.time():.3f}",
+        }
 
     def flush(self, force: bool = False) -> None:
         """Write to Redis when something changed (at most once a second unless forced)."""
-        now = time.monotonic()
-        if self.client is None or not self._dirty or (not force and now - self._last_write < 1):
-            return
-        try:
-            key = status_key(self.stream_id)
-            pipe = self.client.pipeline()
-            pipe.hset(key, mapping=self.fields())  # type: ignore[arg-type]
-            pipe.expire(key, self.ttl_s)
-            pipe.execute()
-            self._dirty = False
-            self._last_write = now
-        except redis.RedisError as exc:
-            log.warning("status not written: %s", exc, extra={"stream_id": self.stream_id})
+        with self._write_lock:
+            now = time.monotonic()
+            client = self.client
+            if client is None or not self._dirty or (not force and now - self._last_write < 1):
+                return
+            with self._lock:
+                fields = self._fields()
+                self._dirty = False  # a change from here on is written by a later flush
+            try:
+                key = status_key(self.stream_id)
+                pipe = client.pipeline()
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                pipe.expire(key, self.ttl_s)
+                pipe.execute()
+                self._last_write = now
+            except redis.RedisError as exc:
+                self._dirty = True
+                log.warning("status not written: %s", exc, extra={"stream_id": self.stream_id})
 
     def last_seq(self) -> int:
         """The sequence number the stream's status holds (a previous owner's), or -1; read
@@ -159,11 +167,13 @@ class StreamHealth:
         return self.seq
 
     def forget(self) -> None:
-        """The stream was removed: delete its status and write no more."""
-        client, self.client = self.client, None
-        if client is None:
-            return
-        try:
-            client.delete(status_key(self.stream_id))
-        except redis.RedisError as exc:
-            log.warning("status not deleted: %s", exc, extra={"stream_id": self.stream_id})
+        """The stream was removed: delete its status and write no more (after a write in
+        progress, so it cannot bring the status back)."""
+        with self._write_lock:
+            client, self.client = self.client, None
+            if client is None:
+                return
+            try:
+                client.delete(status_key(self.stream_id))
+            except redis.RedisError as exc:
+                log.warning("status not deleted: %s", exc, extra={"stream_id": self.stream_id})

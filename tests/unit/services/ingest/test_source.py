@@ -4,6 +4,7 @@ the health state machine against a fake Redis client (the real one: tests/integr
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 
 import av.error
@@ -110,3 +111,56 @@ def test_health_writes_state_rate_and_resumes_seq() -> None:
     health.forget()
     health.set(State.RUNNING)  # a removed stream writes nothing more
     assert fake.hashes == {}
+
+
+class HeldRedis(FakeRedis):
+    """A FakeRedis whose pipelines apply on execute; one execute can be held until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.hold = False  # hold the next execute
+
+    def pipeline(self) -> HeldPipeline:  # type: ignore[override]
+        return HeldPipeline(self)
+
+
+class HeldPipeline:
+    def __init__(self, owner: HeldRedis) -> None:
+        self.owner = owner
+        self.writes: list[tuple[str, dict[str, str]]] = []
+
+    def hset(self, key: str, mapping: dict[str, str]) -> None:
+        self.writes.append((key, dict(mapping)))
+
+    def expire(self, key: str, ttl: int) -> None:
+        pass
+
+    def execute(self) -> None:
+        if self.owner.hold:
+            self.owner.hold = False
+            self.owner.entered.set()
+            assert self.owner.release.wait(10)
+        for key, mapping in self.writes:
+            FakeRedis.hset(self.owner, key, mapping)
+
+
+def test_a_state_change_is_not_overwritten_by_an_older_write_in_flight() -> None:
+    """A periodic flush that took its snapshot before an error must not land after it."""
+    fake = HeldRedis()
+    health = StreamHealth(fake, "cam", "w1")  # type: ignore[arg-type]
+    health.set(State.RUNNING)
+    health.frame(0, 100.0)  # something new to write (not yet: within a second of the last)
+    fake.hold = True
+    periodic = threading.Thread(target=health.flush, kwargs={"force": True})
+    periodic.start()
+    assert fake.entered.wait(10)  # the older snapshot (running) is being written
+    failing = threading.Thread(target=health.set, args=(State.ERROR, Reason.NOT_VIDEO, "html"))
+    failing.start()
+    failing.join(0.2)  # a write that does not wait for the one in flight lands now
+    fake.release.set()
+    periodic.join(10)
+    failing.join(10)
+    status = fake.hashes["segstream:status:cam"]
+    assert status["state"] == "error" and status["reason"] == "not-video"
