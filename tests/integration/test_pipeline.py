@@ -98,7 +98,12 @@ def test_h264_file_through_kafka_and_redis(
     assert metric_value(seen, "segstream_frames_decoded_total", stream=stream_id) == 45
     assert metric_value(seen, "segstream_frames_sampled_total", stream=stream_id) == 15
     assert metric_value(seen, "segstream_frames_produced_total", model=MODEL) == 15
-    assert metric_value(seen, "segstream_streams", state="finished") == 1
+    # the streams-by-state gauge is refreshed on the worker's next registry poll (0.5 s)
+    wait_for(
+        lambda: metric_value(ingest.metrics(), "segstream_streams", state="finished") == 1,
+        10,
+        "one finished stream in segstream_streams",
+    )
     for name in ("decode", "encode"):
         assert metric_value(seen, f"segstream_{name}_seconds_count", stream=stream_id) > 0
     assert metric_value(seen, "segstream_produce_seconds_count", model=MODEL) == 15
