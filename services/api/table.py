@@ -15,8 +15,7 @@ from kafka.errors import KafkaError
 from services.common.events import DecodeError
 from services.common.kafka import (
     base_topics,
-    ensure_topics,
-    make_admin,
+    bootstrap_topics,
     make_consumer,
     make_producer,
     registry_topic,
@@ -36,11 +35,7 @@ class StreamTable:
         self._stop = threading.Event()
         self.caught_up = threading.Event()
         self.connected = False
-        admin = make_admin(settings)
-        try:
-            ensure_topics(admin, base_topics(settings))
-        finally:
-            admin.close()
+        bootstrap_topics(settings, base_topics(settings))
         self.producer = make_producer(settings, max_block_ms=10_000)
         self.consumer = make_consumer(settings, enable_auto_commit=False, group_id=None)
         partitions = self.consumer.partitions_for_topic(self.topic) or set()

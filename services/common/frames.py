@@ -12,6 +12,7 @@ go on.
 
 from __future__ import annotations
 
+import enum
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,22 @@ from services.common.events import DecodeError
 
 VERSION = 1
 ENCODINGS = ("jpeg",)
+
+
+class Dropped(enum.StrEnum):
+    """Why a frame was not segmented: the ``reason`` label of
+    ``segstream_frames_dropped_total``."""
+
+    LATENCY_BUDGET = "latency-budget"  # older than its stream's budget (segment worker)
+    KAFKA_UNAVAILABLE = "kafka-unavailable"  # could not be produced (ingest worker)
+
+
+class DeadLetter(enum.StrEnum):
+    """Why a record went to the dead-letter topic: its ``dlq_reason`` header and the
+    ``reason`` label of ``segstream_dlq_total``."""
+
+    MALFORMED = "malformed"  # the key or headers do not decode (:func:`decode_frame`)
+    BAD_IMAGE = "bad-image"  # the value is not the image the headers describe
 
 
 @dataclass(frozen=True)

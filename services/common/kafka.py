@@ -144,3 +144,13 @@ def ensure_topics(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
         except TopicAlreadyExistsError:
             pass
     return created
+
+
+def bootstrap_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]:
+    """Create the topics of ``specs`` that do not exist yet with a short-lived admin client;
+    return the names created (the one way every process and tool bootstraps topics)."""
+    admin = make_admin(settings)
+    try:
+        return ensure_topics(admin, specs)
+    finally:
+        admin.close()

@@ -14,13 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.common.events import DecodeError
-from services.common.kafka import (
-    base_topics,
-    ensure_topics,
-    make_admin,
-    make_producer,
-    registry_topic,
-)
+from services.common.kafka import base_topics, bootstrap_topics, make_producer, registry_topic
 from services.common.settings import Settings
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -38,6 +32,11 @@ def scheme_of(url: str) -> str:
     """The URL's scheme; a bare path counts as ``file``."""
     head, sep, _ = url.partition("://")
     return head.lower() if sep else FILE_SCHEME
+
+
+def is_live(url: str) -> bool:
+    """Whether ``url`` is a camera or network source (anything but a file)."""
+    return scheme_of(url) != FILE_SCHEME
 
 
 class StreamSpec(BaseModel):
@@ -81,7 +80,7 @@ class StreamSpec(BaseModel):
 
     @property
     def live(self) -> bool:
-        return scheme_of(self.url) != FILE_SCHEME
+        return is_live(self.url)
 
     @property
     def budget_s(self) -> float | None:
@@ -89,11 +88,6 @@ class StreamSpec(BaseModel):
         if self.latency_budget_ms is not None:
             return self.latency_budget_ms / 1000.0
         return 5.0 if self.live else None
-
-    @property
-    def path(self) -> str:
-        """What PyAV opens: the URL, or the file's path."""
-        return self.url.removeprefix("file://")
 
     def display(self) -> dict[str, Any]:
         """The spec with camera credentials masked: what logs and responses may show."""
@@ -121,11 +115,7 @@ def decode_spec(key: bytes | None, value: bytes) -> StreamSpec:
 
 
 def _producer(settings: Settings) -> Any:
-    admin = make_admin(settings)
-    try:
-        ensure_topics(admin, base_topics(settings))
-    finally:
-        admin.close()
+    bootstrap_topics(settings, base_topics(settings))
     return make_producer(settings)
 
 

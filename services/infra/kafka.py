@@ -10,7 +10,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from services.common.kafka import base_topics, ensure_topics, make_admin
+from services.common.kafka import base_topics, bootstrap_topics, make_admin
 from services.common.settings import Settings
 from services.infra.errors import InfraError
 from services.infra.process import ManagedProcess, wait_until
@@ -259,11 +259,7 @@ class KafkaServer:
         wait_until(
             self.ready, timeout=timeout, what="Kafka broker", process=self.proc, interval=0.5
         )
-        admin = make_admin(self.settings)
-        try:
-            ensure_topics(admin, base_topics(self.settings))
-        finally:
-            admin.close()
+        bootstrap_topics(self.settings, base_topics(self.settings))
 
     def describe(self) -> str:
         return f"{self.settings.bootstrap_servers} (KRaft, {self.settings.kafka_version})"

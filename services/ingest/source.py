@@ -1,19 +1,30 @@
 """Opening and reading camera sources with PyAV, shared by the ingest worker and
 ``segstream run``: RTSP over TCP, open and read timeouts, FFmpeg errors turned into reason
-codes (with credentials masked), pts-based sampling and resizing to the model's needs."""
+codes (with credentials masked), pts-based sampling and resizing to the model's needs.
+
+:func:`sample_frames` is the pure core of reading: decoded frames in, the frames the sampler
+keeps out (with their pts, capture time and output size), paced to real time on request; it
+knows no Kafka, Redis or threads, and its clock and wait are injectable.
+
+Sizes are (width, height), as PyAV's ``frame.width``/``frame.height``; arrays are
+(height, width, 3).
+"""
 
 from __future__ import annotations
 
 import errno
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
 import av.error
+import numpy as np
 
 from services.common.health import Reason
-from services.common.streams import FILE_SCHEME, redact, scheme_of
+from services.common.streams import is_live, redact, scheme_of
 
 
 class SourceError(RuntimeError):
@@ -61,10 +72,6 @@ def classify(exc: BaseException, source: str, *, live: bool, opening: bool) -> S
     if isinstance(exc, OSError) and (exc.errno in _UNREACHABLE_ERRNOS or live):
         return SourceError(Reason.UNREACHABLE if opening else Reason.DISCONNECTED, text, retry=live)
     return SourceError(Reason.DECODE_ERROR, text, retry=live)
-
-
-def is_live(url: str) -> bool:
-    return scheme_of(url) != FILE_SCHEME
 
 
 def open_source(url: str, *, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0) -> Any:
@@ -136,3 +143,80 @@ def target_size(width: int, height: int, side: int | None) -> tuple[int, int]:
         return width, height
     scale = side / min(width, height)
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def timing(stream: Any) -> tuple[float, float]:
+    """(frame rate, start offset in seconds) of a PyAV video stream: what :func:`frame_pts`
+    needs (30 fps when the stream does not say)."""
+    return float(stream.average_rate or 30), start_offset(stream)
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """A decoded frame the sampler kept.
+
+    ``pts``: seconds from the stream's start; ``captured_at``: wall-clock epoch seconds,
+    strictly increasing along one :func:`sample_frames`; ``frame``: the PyAV ``VideoFrame``;
+    ``size``: (width, height) that :meth:`rgb` converts to (the source's shrunk to the side).
+    """
+
+    pts: float
+    captured_at: float
+    frame: Any
+    size: tuple[int, int]
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        """(width, height) of the decoded frame."""
+        return int(self.frame.width), int(self.frame.height)
+
+    def rgb(self) -> np.ndarray:
+        """The frame at ``size``: (height, width, 3) uint8 RGB, C-contiguous. Converting is
+        the costly part, so it happens on the caller's thread, when the caller wants it."""
+        if self.size != self.source_size:
+            width, height = self.size
+            rgb = self.frame.to_ndarray(format="rgb24", width=width, height=height)
+        else:
+            rgb = self.frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(rgb)
+
+
+def sample_frames(
+    frames: Iterable[Any],
+    *,
+    rate: float,
+    offset: float = 0.0,
+    fps: float | None = None,
+    realtime: bool = False,
+    side: int | None = None,
+    captured_after: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+    wait: Callable[[float], object] = time.sleep,
+) -> Iterator[SampledFrame]:
+    """The frames of one connection that a :class:`Sampler` at ``fps`` keeps (every frame when
+    None), in decoding order.
+
+    ``frames``: decoded PyAV frames (``container.decode(stream)``, say); ``rate`` and
+    ``offset``: the stream's :func:`timing`, for :func:`frame_pts`. ``realtime``: every
+    decoded frame waits until its pts, counted from the first frame's, is due on ``clock``
+    (a file played as a camera); ``wait(seconds)`` does the waiting, and a true result (as
+    ``threading.Event.wait`` gives once set) ends the iteration. ``side``: shrink the shorter
+    side to it (:func:`target_size`). ``captured_at`` is ``wall()``, kept above
+    ``captured_after`` and the previous frame's by at least 1 ms.
+    """
+    sampler = Sampler(fps)
+    paced_from: tuple[float, float] | None = None  # (first pts, clock then)
+    last_captured = captured_after
+    for index, frame in enumerate(frames):
+        pts = frame_pts(frame, index, rate, offset)
+        if realtime:
+            if paced_from is None:
+                paced_from = (pts, clock())
+            due = paced_from[1] + (pts - paced_from[0])
+            if wait(max(0.0, due - clock())):
+                return
+        if sampler.keep(pts):
+            last_captured = max(wall(), last_captured + 0.001)
+            size = target_size(int(frame.width), int(frame.height), side)
+            yield SampledFrame(pts, last_captured, frame, size)

@@ -3,7 +3,8 @@ lines, in one process, with bounded queues (no Kafka, no Redis): the embedded pi
 one camera or one file on a laptop.
 
 A decoder thread opens the source with PyAV (RTSP over TCP, open and read timeouts), samples
-frames to the target fps by their presentation timestamps and puts them on a bounded queue;
+frames to the target fps by their presentation timestamps (the ingest worker's
+:func:`~services.ingest.source.sample_frames`) and puts them on a bounded queue;
 the main thread takes batches (up to ``batch_size``; from a file waiting up to 50 ms for a
 full one, from a live source only what is queued already), runs
 the model and writes one event per sampled frame. From a live source, a full queue drops its
@@ -18,24 +19,15 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import av.error
-import numpy as np
 from torch import nn
 
 from services.common.events import encode_event
 from services.common.redis import EventPublisher, entry_id
-from services.common.streams import redact
-from services.ingest.source import (
-    Sampler,
-    SourceError,
-    classify,
-    frame_pts,
-    is_live,
-    open_source,
-    start_offset,
-)
+from services.common.streams import is_live, redact
+from services.ingest.source import SourceError, classify, open_source, sample_frames, timing
 from services.segment.infer import Item, class_names, infer, to_events
 
 __all__ = ["RunOptions", "RunStats", "SourceError", "redact", "run"]
@@ -110,25 +102,22 @@ def run(
     frames: queue.Queue[object] = queue.Queue(maxsize=options.queue_size)
     stop = threading.Event()
 
-    def sampled() -> Iterator[tuple[float, np.ndarray]]:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate or 30)
-        offset = start_offset(stream)
-        sampler = Sampler(options.fps)
-        for index, frame in enumerate(container.decode(stream)):
+    def counted(stream: Any) -> Iterator[Any]:
+        for frame in container.decode(stream):
             stats.decoded += 1
-            pts = frame_pts(frame, index, rate, offset)
-            if sampler.keep(pts):
-                yield pts, frame.to_ndarray(format="rgb24")
+            yield frame
 
     def decode() -> None:
         try:
-            for seq, (pts, rgb) in enumerate(sampled()):
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate, offset = timing(stream)
+            sampled = sample_frames(counted(stream), rate=rate, offset=offset, fps=options.fps)
+            for seq, frame in enumerate(sampled):
                 if stop.is_set() or (options.max_frames is not None and seq >= options.max_frames):
                     break
                 stats.sampled += 1
-                item = Item(options.stream_id, seq, pts, time.time(), rgb)
+                item = Item(options.stream_id, seq, frame.pts, frame.captured_at, frame.rgb())
                 if live:
                     while True:
                         try:

@@ -2,14 +2,14 @@
 ``segstream.frames.<model>``.
 
 Each cycle takes a batch across streams (up to ``batch_size`` frames, or whatever arrived
-within ``batch_deadline_ms`` of the first: no stream, dead or alive, holds a batch back),
-drops frames older than their stream's latency budget (counted by reason), sends records
-that cannot be parsed to ``segstream.dlq`` with the reason, decodes and segments the rest,
-publishes one event per frame to Redis (stream entry with an id derived from capture time
-and seq, pub/sub channel, latest key; a redelivered frame's entry exists already and is not
-published again) and only then commits the offsets: at-least-once delivery, exactly-once
-events. Redis or Kafka going away stalls the cycle until they answer; the worker itself
-never needs a restart.
+within ``batch_deadline_ms`` of the first: no stream, dead or alive, holds a batch back) and
+sorts it with :func:`~services.segment.triage.triage` (pure): frames older than their
+stream's latency budget are dropped (counted by reason), records that cannot be parsed go to
+``segstream.dlq`` with the reason, the rest are segmented. It publishes one event per frame
+to Redis (stream entry with an id derived from capture time and seq, pub/sub channel, latest
+key; a redelivered frame's entry exists already and is not published again) and only then
+commits the offsets: at-least-once delivery, exactly-once events. Redis or Kafka going away
+stalls the cycle until they answer; the worker itself never needs a restart.
 """
 
 from __future__ import annotations
@@ -31,14 +31,13 @@ from kafka.errors import KafkaError
 from torch import nn
 
 import segcore
-from services.common.events import DecodeError, encode_event
-from services.common.frames import FrameMessage, decode_frame
+from services.common.events import encode_event
+from services.common.frames import DeadLetter
 from services.common.kafka import (
     base_topics,
+    bootstrap_topics,
     dlq_topic,
-    ensure_topics,
     frames_spec,
-    make_admin,
     make_consumer,
     make_producer,
     named,
@@ -46,7 +45,8 @@ from services.common.kafka import (
 from services.common.metrics import PipelineMetrics
 from services.common.redis import EventPublisher, entry_id, make_redis
 from services.common.settings import Settings
-from services.segment.infer import Item, class_names, infer, to_events
+from services.segment.infer import class_names, infer, to_events
+from services.segment.triage import triage
 
 log = logging.getLogger("segstream.segment")
 
@@ -91,11 +91,7 @@ class SegmentWorker:
         self.names = class_names(self.model)
         self.topic = frames_spec(settings, model_name).name
         self.dlq_topic = dlq_topic(settings)
-        admin = make_admin(settings)
-        try:
-            ensure_topics(admin, [*base_topics(settings), frames_spec(settings, model_name)])
-        finally:
-            admin.close()
+        bootstrap_topics(settings, [*base_topics(settings), frames_spec(settings, model_name)])
         self.redis = make_redis(settings, socket_timeout=5, health_check_interval=10)
         self.publisher = EventPublisher(
             self.redis, settings.redis_stream_maxlen, frames=settings.preview_frames
@@ -164,7 +160,7 @@ class SegmentWorker:
                 return False
         return True
 
-    def dead_letter(self, record: Any, reason: str, detail: str) -> None:
+    def dead_letter(self, record: Any, reason: DeadLetter, detail: str) -> None:
         headers = [
             *list(record.headers or []),
             ("dlq_reason", reason.encode()),
@@ -194,40 +190,13 @@ class SegmentWorker:
             self._lag()
             return 0
         self.metrics.frames_consumed.labels(self.m).inc(len(records))
-        now = time.time()
-        fresh: list[tuple[FrameMessage, Any]] = []
-        for record in records:
-            try:
-                message = decode_frame(record.key, record.value, record.headers or [])
-            except DecodeError as exc:
-                self.dead_letter(record, "malformed", str(exc))
-                continue
-            if (
-                message.budget_ms is not None
-                and now - message.captured_at > message.budget_ms / 1e3
-            ):
-                self.metrics.frames_dropped.labels(self.m, "latency-budget").inc()
-                continue
-            fresh.append((message, record))
-        items: list[Item] = []
-        jpegs: list[bytes] = []
-        for message, record in fresh:
-            try:
-                rgb = message.image()
-            except DecodeError as exc:
-                self.dead_letter(record, "bad-image", str(exc))
-                continue
-            items.append(
-                Item(
-                    message.stream_id,
-                    message.seq,
-                    message.pts,
-                    message.captured_at,
-                    rgb,
-                    message.frame_size,
-                )
-            )
-            jpegs.append(message.data)
+        batch = triage(records, time.time())
+        for stale in batch.stale:
+            self.metrics.frames_dropped.labels(self.m, stale.reason).inc()
+        for bad in batch.bad:
+            self.dead_letter(bad.record, bad.reason, bad.detail)
+        items = [ready.item for ready in batch.ready]
+        jpegs = [ready.jpeg for ready in batch.ready]
         published = 0
         if items:
             self.metrics.batch_wait_seconds.labels(self.m).observe(time.monotonic() - first_at)

@@ -11,7 +11,7 @@ from services.common.kafka import (
     DLQ_TOPIC,
     REGISTRY_TOPIC,
     TopicSpec,
-    ensure_topics,
+    bootstrap_topics,
     make_admin,
     make_consumer,
     make_producer,
@@ -43,12 +43,8 @@ def test_base_topics_exist_with_their_settings(settings: Settings) -> None:
 
 def test_message_round_trip(settings: Settings, unique: str) -> None:
     topic = f"test.roundtrip.{unique}"
-    admin = make_admin(settings)
-    try:
-        assert ensure_topics(admin, [TopicSpec(topic, 3)]) == [topic]
-        assert ensure_topics(admin, [TopicSpec(topic, 3)]) == []
-    finally:
-        admin.close()
+    assert bootstrap_topics(settings, [TopicSpec(topic, 3)]) == [topic]
+    assert bootstrap_topics(settings, [TopicSpec(topic, 3)]) == []
     payloads = [(f"cam-{i % 3}".encode(), f"frame {i}".encode() * 1000) for i in range(30)]
     producer = make_producer(settings)
     for key, value in payloads:
@@ -72,13 +68,9 @@ def test_message_round_trip(settings: Settings, unique: str) -> None:
 
 def test_large_frame_fits(settings: Settings, unique: str) -> None:
     topic = f"test.large.{unique}"
-    admin = make_admin(settings)
-    try:
-        ensure_topics(
-            admin, [TopicSpec(topic, 1, {"max.message.bytes": str(settings.frame_max_bytes)})]
-        )
-    finally:
-        admin.close()
+    bootstrap_topics(
+        settings, [TopicSpec(topic, 1, {"max.message.bytes": str(settings.frame_max_bytes)})]
+    )
     frame = bytes(range(256)) * (4 * 1024 * 1024 // 256)  # 4 MiB: a raw 1080p-ish frame
     producer = make_producer(settings)
     producer.send(topic, key=b"cam", value=frame).get(timeout=30)

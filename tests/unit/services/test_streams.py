@@ -16,8 +16,8 @@ def test_record_round_trip_and_defaults() -> None:
     assert spec.live and spec.budget_s == 5.0 and spec.fps == 5.0
     assert decode_spec(*spec.to_record()) == spec
     file = StreamSpec(id="f", url="/data/a.mp4", model="m")
-    assert not file.live and file.budget_s is None and file.path == "/data/a.mp4"
-    assert StreamSpec(id="f", url="file:///data/a.mp4", model="m").path == "/data/a.mp4"
+    assert not file.live and file.budget_s is None
+    assert not StreamSpec(id="f", url="file:///data/a.mp4", model="m").live
     assert StreamSpec(id="f", url="/a.mp4", model="m", latency_budget_ms=800).budget_s == 0.8
 
 
