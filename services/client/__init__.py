@@ -11,9 +11,10 @@ for item in client.subscribe("door", classes=["person"]):
 ```
 
 ``subscribe`` is an iterator over the stream's mask events that reconnects by itself (capped
-exponential backoff) and resumes from the last event it yielded, so a network blip neither
-loses nor repeats an event. Errors the server reports (a bad token, an unknown stream, a
-bad filter) raise :class:`ApiError` instead of being retried.
+exponential backoff) and resumes from the last event it yielded (before the first one, from
+the id the server said it reads after: its ``{"subscribed": id}`` message), so a network blip
+neither loses nor repeats an event. Errors the server reports (a bad token, an unknown
+stream, a bad filter) raise :class:`ApiError` instead of being retried.
 """
 
 from __future__ import annotations
@@ -138,9 +139,10 @@ class Client:
         max_backoff_s: float = 10.0,
         receive_timeout_s: float | None = None,
     ) -> Iterator[Received]:
-        """The stream's events from ``from_id`` (exclusive; from now when None), filtered on
-        the server, reconnecting and resuming by itself. ``receive_timeout_s``: stop when no
-        event comes for that long (None: wait for ever)."""
+        """The stream's events from ``from_id`` (exclusive; when None, from the first
+        connection, made on the first ``next``), filtered on the server, reconnecting and
+        resuming by itself.
+        ``receive_timeout_s``: stop when no event comes for that long (None: wait for ever)."""
         last = from_id
         attempt = 0
         base = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
@@ -164,8 +166,12 @@ class Client:
                     open_timeout=10,
                 ) as socket:
                     while True:
-                        raw = socket.recv(timeout=receive_timeout_s)
-                        message = json.loads(raw)
+                        message = json.loads(socket.recv(timeout=receive_timeout_s))
+                        if "subscribed" in message:
+                            # The server reads after this id: resuming from it after a drop
+                            # loses nothing, even before the first event arrived.
+                            last = message["subscribed"]
+                            continue
                         last = message["id"]
                         attempt = 0
                         yield Received(message["id"], decode_event(json.dumps(message["event"])))

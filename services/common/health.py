@@ -15,7 +15,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeAlias, TypeVar
 
 import redis
 
@@ -42,7 +44,8 @@ class Reason(enum.StrEnum):
     DECODE_ERROR = "decode-error"  # the data stopped decoding (e.g. a truncated file)
     DISCONNECTED = "disconnected"  # a live source ended or dropped the connection
     NO_FRAMES = "no-frames"  # no frame within the read timeout
-    KAFKA = "kafka"  # frames could not be produced
+    UNKNOWN_MODEL = "unknown-model"  # the stream names no registered model
+    INTERNAL = "internal"  # a bug in the stream's loop (the message says which)
 
 
 @dataclass
@@ -61,6 +64,104 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+class StatusDecodeError(ValueError):
+    """A status hash value that does not parse; the message names the field."""
+
+
+StatusHash: TypeAlias = Mapping[bytes, bytes] | Mapping[str, str]  # HGETALL's reply
+_N = TypeVar("_N", int, float)
+
+
+def _text_fields(raw: StatusHash) -> dict[str, str]:
+    def text(value: bytes | str) -> str:
+        return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+def _number(fields: dict[str, str], name: str, kind: type[_N], default: _N) -> _N:
+    if name not in fields:
+        return default
+    try:
+        return kind(fields[name])
+    except ValueError:
+        raise StatusDecodeError(f"{name}: not a number: {fields[name]!r}") from None
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """The status hash ``segstream:status:<stream id>`` as a value: one flat Redis hash of
+    strings, written by :class:`StreamHealth` and read by the API.
+
+    Fields (hash field = attribute; numbers as decimal text): ``state`` (a :class:`State`
+    value), ``reason`` (a :class:`Reason` value or ""), ``message`` (free text that may hold a
+    source URL: redact it before showing it), ``reconnects`` and ``frames`` (ints),
+    ``last_frame_at`` (epoch seconds, 3 decimals; written as ``0.000`` and read as None before
+    the first frame), ``fps`` (2 decimals, over the last 5 s), ``seq`` (the last frame's
+    sequence number, -1 before any), ``worker`` (the owning ingest worker's id),
+    ``updated_at`` (epoch seconds of the write, 3 decimals; not in the hash when None).
+    """
+
+    state: str
+    reason: str = ""
+    message: str = ""
+    reconnects: int = 0
+    frames: int = 0
+    last_frame_at: float | None = None
+    fps: float = 0.0
+    seq: int = -1
+    worker: str = ""
+    updated_at: float | None = None
+
+    def encode(self) -> dict[str, str]:
+        """The hash's fields, as ``HSET key mapping=...`` takes them."""
+        fields = {
+            "state": self.state,
+            "reason": self.reason,
+            "message": self.message,
+            "reconnects": str(self.reconnects),
+            "frames": str(self.frames),
+            "last_frame_at": f"{self.last_frame_at or 0.0:.3f}",
+            "fps": f"{self.fps:.2f}",
+            "seq": str(self.seq),
+            "worker": self.worker,
+        }
+        if self.updated_at is not None:
+            fields["updated_at"] = f"{self.updated_at:.3f}"
+        return fields
+
+    @classmethod
+    def parse(cls, raw: StatusHash) -> StreamStatus:
+        """The status of a hash; a missing field takes its default (``state``: ``unknown``).
+        Raises :class:`StatusDecodeError` naming a number that does not parse."""
+        fields = _text_fields(raw)
+        updated_at = _number(fields, "updated_at", float, 0.0)
+        return cls(
+            state=fields.get("state", "unknown"),
+            reason=fields.get("reason", ""),
+            message=fields.get("message", ""),
+            reconnects=_number(fields, "reconnects", int, 0),
+            frames=_number(fields, "frames", int, 0),
+            last_frame_at=_number(fields, "last_frame_at", float, 0.0) or None,
+            fps=_number(fields, "fps", float, 0.0),
+            seq=_number(fields, "seq", int, -1),
+            worker=fields.get("worker", ""),
+            updated_at=updated_at if "updated_at" in fields else None,
+        )
+
+    @classmethod
+    def decode(cls, raw: StatusHash) -> StreamStatus | None:
+        """The status of a hash, None for an empty one (nothing written yet). Tolerant, as a
+        reader showing health must be: when a number does not parse, only ``state`` is kept
+        and every other field takes its default."""
+        if not raw:
+            return None
+        try:
+            return cls.parse(raw)
+        except StatusDecodeError:
+            return cls(state=_text_fields(raw).get("state", "unknown"))
 
 
 class StreamHealth:
@@ -119,19 +220,19 @@ class StreamHealth:
         self.flush()
 
     def _fields(self) -> dict[str, str]:
-        """The status hash; the caller holds ``_lock``."""
-        return {
-            "state": self.state.value,
-            "reason": self.reason,
-            "message": self.message,
-            "reconnects": str(self.reconnects),
-            "frames": str(self.frames),
-            "last_frame_at": f"{self.last_frame_at:.3f}",
-            "fps": f"{self.fps:.2f}",
-            "seq": str(self.seq),
-            "worker": self.worker,
-            "updated_at": f"{time.time():.3f}",
-        }
+        """The status hash (:class:`StreamStatus`); the caller holds ``_lock``."""
+        return StreamStatus(
+            state=self.state.value,
+            reason=self.reason,
+            message=self.message,
+            reconnects=self.reconnects,
+            frames=self.frames,
+            last_frame_at=self.last_frame_at,
+            fps=self.fps,
+            seq=self.seq,
+            worker=self.worker,
+            updated_at=time.time(),
+        ).encode()
 
     def flush(self, force: bool = False) -> None:
         """Write to Redis when something changed (at most once a second unless forced)."""

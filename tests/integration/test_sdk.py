@@ -1,23 +1,31 @@
 """The SDK and the CLI against the served API, real workers and a live camera: register,
-health, a subscription that survives an API restart without a gap or a duplicate, and
-`segstream streams add|ls|show|rm` and `segstream watch --render`."""
+health, a subscription that survives an API restart without a gap or a duplicate (also one
+that had received no event yet), and `segstream streams add|ls|show|rm` and
+`segstream watch --render`."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import av
+import httpx
 import numpy as np
 import pytest
 
 from segcore.data import synthetic
-from services.client import ApiError, Client
+from services.client import ApiError, Client, Received
+from services.common.events import MaskEvent, encode_event
+from services.common.redis import EventPublisher, entry_id, make_redis
 from services.common.settings import Settings
 from tests.integration.api_server import READ_TOKEN, WRITE_TOKEN, ApiServer, api_settings
-from tests.integration.workers import ROOT, Worker, settings_env, wait_for
+from tests.integration.workers import ROOT, Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +81,8 @@ def test_sdk_and_cli_end_to_end(
         assert reader.frame("lobby", received[-1].id) is not None  # frames kept for viewers
 
         env = {
-            **settings_env(settings),
+            **os.environ,
+            **settings.env(),
             "SEGSTREAM_API_URL": server.url,
             "SEGSTREAM_API_TOKEN": WRITE_TOKEN,
         }
@@ -118,3 +127,58 @@ def test_sdk_and_cli_end_to_end(
         server.__exit__()
         for worker in workers:
             worker.stop(timeout=10)
+
+
+def test_a_subscription_dropped_before_its_first_event_resumes_where_it_began(
+    ns_settings: Settings,
+) -> None:
+    """``subscribe()`` from now, the API restarted before any event came, events published
+    while it was away: the SDK resumes from the id of its first ``subscribed`` message, so
+    it gets them (resuming "from now" again would skip them)."""
+    stream = f"cam-{uuid.uuid4().hex[:8]}"  # Redis keys are per stream id, not per namespace
+    settings = api_settings(ns_settings)
+    server = ApiServer(settings).__enter__()
+    received: list[Received] = []
+    failed: list[BaseException] = []
+
+    def subscriber() -> None:
+        try:
+            for item in Client(server.url, READ_TOKEN).subscribe(stream, receive_timeout_s=60):
+                received.append(item)
+                if len(received) == 3:
+                    return
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failed.append(exc)
+
+    def reading() -> bool:
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        return 'segstream_subscribers{kind="websocket"} 1.0' in metrics
+
+    def missed(now: float) -> list[tuple[str, str, bytes]]:
+        return [
+            (
+                stream,
+                entry_id(now, seq),
+                encode_event(MaskEvent(stream, seq, seq / 5, now, now, MODEL, 32, 24, ())),
+            )
+            for seq in range(3)
+        ]
+
+    thread = threading.Thread(target=subscriber, daemon=True)
+    try:
+        Client(server.url, WRITE_TOKEN).add("rtsp://c/x", MODEL, id=stream)
+        thread.start()
+        wait_for(reading, 30, "the subscription to start reading")
+        server.__exit__()
+        client = make_redis(settings)
+        try:
+            EventPublisher(client, 1000).publish(missed(time.time()))
+        finally:
+            client.close()
+        server = ApiServer(settings).__enter__()
+        thread.join(90)
+        assert not thread.is_alive(), "the subscription did not resume"
+        assert failed == []
+        assert [r.event.seq for r in received] == [0, 1, 2]
+    finally:
+        server.__exit__()

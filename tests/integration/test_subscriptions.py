@@ -1,6 +1,7 @@
-"""Event subscriptions against real Redis: resuming over WebSocket and SSE with every event
-exactly once and in order, server-side filters, and a stalled subscriber that is dropped
-without holding up a healthy one."""
+"""Event subscriptions against real Redis: no event lost between a client's connect and the
+server's first read, resuming over WebSocket and SSE with every event exactly once and in
+order, server-side filters, and a stalled subscriber that is dropped without holding up a
+healthy one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -24,13 +26,15 @@ from websockets.sync.client import connect
 
 from services.common.events import Instance, MaskEvent, encode_event
 from services.common.redis import EventPublisher, entry_id, make_redis
-from services.common.settings import Settings
+from services.common.settings import ApiToken, Settings
 from tests.integration.api_server import READ_TOKEN, ApiServer, api_settings
+from tests.integration.workers import wait_for
 
 pytestmark = pytest.mark.integration
 
 H, W = 40, 60
 STREAM = f"cam-{uuid.uuid4().hex[:8]}"  # Redis keys are per stream id: one of this module's own
+WRITE_ONLY_TOKEN = "wo-" + "5a5a5a5a5a5a5a5a" * 2  # a valid token without events:read
 
 
 def instance(
@@ -51,23 +55,32 @@ def event(seq: int, instances: tuple[Instance, ...]) -> MaskEvent:
     return MaskEvent(STREAM, seq, seq / 5, now, now, "yolact_r18_demo", W, H, instances)
 
 
+def as_entries(events: list[MaskEvent]) -> list[tuple[str, str, bytes]]:
+    return [(e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events]
+
+
 def publish(settings: Settings, events: list[MaskEvent]) -> None:
     client = make_redis(settings)
     try:
-        EventPublisher(client, 100_000).publish(
-            [(e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events]
-        )
+        EventPublisher(client, 100_000).publish(as_entries(events))
     finally:
         client.close()
+
+
+def id_key(entry: str) -> tuple[int, int]:
+    """A Redis stream entry id as the pair it is ordered by."""
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq)
 
 
 @pytest.fixture
 def api(ns_settings: Settings) -> Iterator[ApiServer]:
     global STREAM
     STREAM = f"cam-{uuid.uuid4().hex[:8]}"
-    with ApiServer(
-        api_settings(ns_settings, api_subscriber_queue=16, api_subscriber_stall_s=3)
-    ) as server:
+    settings = api_settings(ns_settings, api_subscriber_queue=16, api_subscriber_stall_s=3)
+    write_only = ApiToken(name="writer", token=WRITE_ONLY_TOKEN, scopes=("streams:write",))  # type: ignore[arg-type]
+    settings = settings.model_copy(update={"api_tokens": [*settings.api_tokens, write_only]})
+    with ApiServer(settings) as server:
         with server.client() as client:
             created = client.post(
                 "/v1/streams", json={"id": STREAM, "url": "rtsp://c/x", "model": "yolact_r18_demo"}
@@ -81,31 +94,117 @@ def ws_url(api: ApiServer, **query: str) -> str:
     return api.url.replace("http://", "ws://") + f"/v1/streams/{STREAM}/events?{params}"
 
 
+def subscribed(socket: Any) -> str:
+    """The id a new WebSocket subscription reads after: its first message."""
+    first = json.loads(socket.recv(timeout=30))
+    assert list(first) == ["subscribed"], first
+    return str(first["subscribed"])
+
+
+TRIALS = 20
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_no_event_between_connect_and_first_read_is_lost(
+    api: ApiServer, ns_settings: Settings, transport: str
+) -> None:
+    """Connect without ``from_id`` ("from now"), publish at once without waiting for
+    anything, and the event must arrive, after the handshake's ``subscribed`` id.
+
+    Before the handshake, the server accepted the WebSocket (and began the SSE response)
+    first and only then, in the reader task it started, resolved "now" with XREVRANGE: an
+    event published as soon as the client's connect returned could land before that read,
+    become the "newest entry" the reader started after, and never be delivered. Run against
+    that code, this test failed on lost events: 15 of 20 over WebSocket, 16 of 20 over SSE.
+    Now where reading starts is fixed before the handshake completes (before the response
+    starts, for SSE), so no trial may lose its event.
+    """
+    client = make_redis(ns_settings)
+    publisher = EventPublisher(client, 100_000)
+    publisher.publish(as_entries([event(0, ())]))  # the script is loaded: one round trip each
+    outcomes: list[tuple[str | None, list[tuple[str, int]]]] = []
+    try:
+        for trial in range(1, TRIALS + 1):
+            sent = event(trial, ())
+            if transport == "websocket":
+                outcomes.append(ws_trial(api, publisher, sent))
+            else:
+                outcomes.append(sse_trial(api, publisher, sent))
+    finally:
+        client.close()
+    lost = [t for t, (_, got) in enumerate(outcomes, 1) if t not in [seq for _, seq in got]]
+    assert lost == [], f"{len(lost)} of {TRIALS} events published right after connect were lost"
+    for trial, (after, got) in enumerate(outcomes, 1):
+        assert after is not None, "no subscribed message came first"
+        assert [seq for _, seq in got] == [trial]
+        assert id_key(after) < id_key(got[0][0])
+
+
+def ws_trial(
+    api: ApiServer, publisher: EventPublisher, sent: MaskEvent
+) -> tuple[str | None, list[tuple[str, int]]]:
+    """(the subscribed id, the events received) of one connect-then-publish."""
+    after: str | None = None
+    got: list[tuple[str, int]] = []
+    with connect(ws_url(api)) as socket:
+        publisher.publish(as_entries([sent]))  # no wait: the server may not have read yet
+        with contextlib.suppress(TimeoutError):
+            while not got:
+                message = json.loads(socket.recv(timeout=5))
+                if "subscribed" in message:  # before any event: the loop ends at one
+                    after = message["subscribed"]
+                else:
+                    got.append((message["id"], message["event"]["seq"]))
+    return after, got
+
+
+def sse_trial(
+    api: ApiServer, publisher: EventPublisher, sent: MaskEvent
+) -> tuple[str | None, list[tuple[str, int]]]:
+    """As :func:`ws_trial`, over Server-Sent Events (the ``: subscribed <id>`` comment)."""
+    after: str | None = None
+    got: list[tuple[str, int]] = []
+    headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+    url = f"{api.url}/v1/streams/{STREAM}/events"
+    with httpx.stream("GET", url, headers=headers, timeout=5) as response:
+        assert response.status_code == 200
+        publisher.publish(as_entries([sent]))  # no wait: the server may not have read yet
+        current = ""
+        with contextlib.suppress(httpx.ReadTimeout):
+            for line in response.iter_lines():
+                if line.startswith(": subscribed "):  # before any event: the loop ends at one
+                    after = line.removeprefix(": subscribed ")
+                elif line.startswith("id: "):
+                    current = line[4:]
+                elif line.startswith("data: "):
+                    got.append((current, json.loads(line[6:])["seq"]))
+                    break
+    return after, got
+
+
 def test_websocket_resume_gives_every_event_once_in_order(
     api: ApiServer, ns_settings: Settings
 ) -> None:
     received: list[tuple[str, int]] = []
     with connect(ws_url(api)) as socket:
-        feeder = threading.Thread(
-            target=lambda: [
-                publish(ns_settings, [event(s, ())]) or time.sleep(0.02) for s in range(40)
-            ]
-        )
-        feeder.start()
+        subscribed(socket)
+        publish(ns_settings, [event(s, ()) for s in range(20)])
         for _ in range(12):
             message = json.loads(socket.recv(timeout=30))
             received.append((message["id"], message["event"]["seq"]))
-    # disconnected mid-stream; more events arrive meanwhile
-    feeder.join()
+    # disconnected with 8 events published and not read; more arrive while it is away
+    publish(ns_settings, [event(s, ()) for s in range(20, 40)])
     last = received[-1][0]
     with connect(ws_url(api, from_id=last)) as socket:
+        assert subscribed(socket) == last
         while len(received) < 40:
             message = json.loads(socket.recv(timeout=30))
             received.append((message["id"], message["event"]["seq"]))
-        with pytest.raises(TimeoutError):
-            socket.recv(timeout=1)  # nothing more: no duplicate
+        publish(ns_settings, [event(40, ())])
+        after = json.loads(socket.recv(timeout=30))  # the next one, not a repeat
     assert [seq for _, seq in received] == list(range(40))
     assert len({entry for entry, _ in received}) == 40
+    assert after["event"]["seq"] == 40
 
 
 def test_sse_resume_with_last_event_id(api: ApiServer, ns_settings: Settings) -> None:
@@ -113,25 +212,33 @@ def test_sse_resume_with_last_event_id(api: ApiServer, ns_settings: Settings) ->
     url = f"{api.url}/v1/streams/{STREAM}/events"
     headers = {"Authorization": f"Bearer {READ_TOKEN}"}
 
-    def read(extra: dict[str, str], params: dict[str, str], count: int) -> list[tuple[str, int]]:
+    def read(
+        extra: dict[str, str], params: dict[str, str], count: int
+    ) -> tuple[str, list[tuple[str, int]]]:
         got: list[tuple[str, int]] = []
         with httpx.stream(
             "GET", url, headers={**headers, **extra}, params=params, timeout=30
         ) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            head = next(lines)
+            assert head.startswith(": subscribed "), head
+            after = head.removeprefix(": subscribed ")
             current = ""
-            for line in response.iter_lines():
+            for line in lines:
                 if line.startswith("id: "):
                     current = line[4:]
                 elif line.startswith("data: "):
                     got.append((current, json.loads(line[6:])["seq"]))
                     if len(got) == count:
                         break
-        return got
+        return after, got
 
-    first = read({}, {"from_id": "0-0"}, 4)
-    rest = read({"Last-Event-ID": first[-1][0]}, {}, 6)
+    after, first = read({}, {"from_id": "0-0"}, 4)
+    assert after == "0-0"
+    after, rest = read({"Last-Event-ID": first[-1][0]}, {}, 6)
+    assert after == first[-1][0]
     assert [s for _, s in first + rest] == list(range(10))
 
 
@@ -144,16 +251,18 @@ def test_filters_drop_what_they_should_and_nothing_else(
         event(2, (instance("star", 3, 0.95, 2, 20),)),
         event(3, ()),
         event(4, (instance("disc", 0, 0.6, 25, 35),)),
+        event(5, (instance("disc", 0, 0.99, 2, 58),)),  # the end: passes every filter below
     ]
     publish(ns_settings, events)
 
     def subscribe(**query: str) -> list[tuple[int, list[tuple[str, float]]]]:
+        """What the filter passes of events 0-4 (event 5 ends the list)."""
         got = []
         with connect(ws_url(api, from_id="0-0", **query)) as socket:
+            assert subscribed(socket) == "0-0"
             while True:
-                try:
-                    message = json.loads(socket.recv(timeout=2))
-                except TimeoutError:
+                message = json.loads(socket.recv(timeout=30))
+                if message["event"]["seq"] == 5:
                     return got
                 got.append(
                     (
@@ -189,6 +298,7 @@ def test_wrong_or_missing_token_and_unknown_stream_close_the_socket(api: ApiServ
     cases = [
         (f"{base}/v1/streams/{STREAM}/events", 4401),
         (f"{base}/v1/streams/{STREAM}/events?access_token=wrong-token-0123456789", 4401),
+        (f"{base}/v1/streams/{STREAM}/events?access_token={WRITE_ONLY_TOKEN}", 4403),
         (f"{base}/v1/streams/nope/events?access_token={READ_TOKEN}", 4404),
     ]
     for url, code in cases:
@@ -223,10 +333,10 @@ def test_a_stalled_subscriber_is_dropped_and_does_not_hold_up_others(
     api: ApiServer, ns_settings: Settings
 ) -> None:
     count = 1500
-    stalled = stalled_socket(ws_url(api))
+    stalled = stalled_socket(ws_url(api))  # reading from its handshake on
     try:
         with connect(ws_url(api)) as healthy:
-            time.sleep(0.5)
+            subscribed(healthy)
             big = tuple(instance("ring", 4, 0.9, 1, 59, noisy=True) for _ in range(6))
             feeder = threading.Thread(
                 target=lambda: [
@@ -246,10 +356,7 @@ def test_a_stalled_subscriber_is_dropped_and_does_not_hold_up_others(
                 metrics
             )
 
-        deadline = time.monotonic() + 60
-        while not dropped():
-            assert time.monotonic() < deadline, "the stalled subscriber was never dropped"
-            time.sleep(0.5)
+        wait_for(dropped, 60, "the stalled subscriber to be dropped")
         # what it had not read is gone with the connection: it ends (close frame or reset)
         stalled.settimeout(60)
         received = 0

@@ -1,4 +1,5 @@
-"""Pure parts of the API: event filters, token matching and the tokens file."""
+"""Pure parts of the API: event filters, token matching, the one authorisation check both
+transports use, and the tokens file."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from services.api.auth import TokenConfigError, Tokens, load_tokens
+from services.api.auth import (
+    AuthError,
+    Principal,
+    TokenConfigError,
+    Tokens,
+    authorize,
+    bearer,
+    load_tokens,
+)
 from services.api.filters import EventFilter, FilterError
-from services.common.events import Instance, MaskEvent
+from services.api.subscriptions import event_filter, filtered
+from services.common.events import Instance, MaskEvent, encode_event
 from services.common.settings import ApiToken, Settings
 
 
@@ -92,3 +102,59 @@ def test_tokens_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(TokenConfigError, match="not JSON"):
         load_tokens(Settings(api_tokens_file=path))
+
+
+TOKENS = Tokens(
+    [
+        ApiToken(name="ops", token="a" * 20),  # type: ignore[arg-type]
+        ApiToken(name="viewer", token="b" * 20, scopes=("events:read",)),  # type: ignore[arg-type]
+    ]
+)
+
+
+def test_bearer_header_first_then_query() -> None:
+    assert bearer("Bearer abc") == "abc" and bearer("bearer  abc ") == "abc"
+    assert bearer(None, "q") == "q" and bearer("Bearer h", "q") == "h"
+    assert bearer("Basic eDp5", "q") is None and bearer("Bearer", "q") is None
+    assert bearer(None) is None
+
+
+def test_authorize_admits_a_valid_token_with_the_scope() -> None:
+    assert authorize(TOKENS, "Bearer " + "b" * 20, None, "events:read") == Principal(
+        "viewer", frozenset({"events:read"})
+    )
+    assert authorize(TOKENS, None, "a" * 20, "streams:write").name == "ops"
+    assert authorize(TOKENS, "Bearer " + "b" * 20, None, None).name == "viewer"
+
+
+@pytest.mark.parametrize(
+    ("header", "query", "scope", "status", "detail"),
+    [
+        (None, None, None, 401, "bearer token is required"),
+        ("Basic eDp5", "a" * 20, None, 401, "bearer token is required"),
+        ("Bearer " + "c" * 20, None, None, 401, "not valid"),
+        (None, "a" * 19, "events:read", 401, "not valid"),
+        ("Bearer " + "b" * 20, None, "streams:write", 403, "lacks the scope streams:write"),
+    ],
+)
+def test_authorize_refusals_map_to_status_and_close_code(
+    header: str | None, query: str | None, scope: str | None, status: int, detail: str
+) -> None:
+    with pytest.raises(AuthError, match=detail) as err:
+        authorize(TOKENS, header, query, scope)
+    assert err.value.status == status and err.value.close_code == 4000 + status
+
+
+def test_subscription_parameters() -> None:
+    assert not event_filter("1764000000123-42", None, None, None).active
+    assert event_filter(None, "disc", 0.5, None).classes == frozenset({"disc"})
+    with pytest.raises(FilterError, match="from_id"):
+        event_filter("latest", None, None, None)
+    with pytest.raises(FilterError, match="zone"):
+        event_filter(None, None, None, "1,2")
+    raw = encode_event(EVENT)
+    assert filtered(EventFilter(), raw) is raw
+    assert filtered(EventFilter.parse("ring", None, None), raw) is None
+    assert filtered(EventFilter.parse("disc", None, None), b"not json") is None
+    kept = filtered(EventFilter.parse("disc", None, None), raw)
+    assert kept is not None and b'"star"' not in kept and b'"disc"' in kept

@@ -1,0 +1,82 @@
+"""The API's request and response bodies (pydantic models, so FastAPI validates requests and
+writes the OpenAPI document from the same definitions)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.health import StreamStatus
+from services.common.streams import STREAM_ID, redact
+
+
+class StreamIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, pattern=STREAM_ID.pattern, description="generated if absent")
+    url: str = Field(min_length=1, max_length=2048)
+    model: str = Field(min_length=1, max_length=200)
+    fps: float = Field(5.0, gt=0, le=60)
+    latency_budget_ms: int | None = Field(None, ge=100, le=3_600_000)
+    max_side: int | None = Field(None, ge=32, le=8192)
+    realtime: bool = False
+    loop: bool = False
+
+
+class StreamPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    model: str | None = Field(None, min_length=1, max_length=200)
+    fps: float | None = Field(None, gt=0, le=60)
+    latency_budget_ms: int | None = Field(None, ge=100, le=3_600_000)
+    max_side: int | None = Field(None, ge=32, le=8192)
+    realtime: bool | None = None
+    loop: bool | None = None
+
+
+class Health(BaseModel):
+    state: str
+    reason: str = ""
+    message: str = ""
+    reconnects: int = 0
+    frames: int = 0
+    last_frame_at: float | None = None
+    fps: float = 0.0
+    worker: str = ""
+    updated_at: float | None = None
+
+    @classmethod
+    def of(cls, status: StreamStatus) -> Health:
+        """What a client is shown of a status hash: its message with credentials masked."""
+        return cls(
+            state=status.state,
+            reason=status.reason,
+            message=redact(status.message),
+            reconnects=status.reconnects,
+            frames=status.frames,
+            last_frame_at=status.last_frame_at,
+            fps=status.fps,
+            worker=status.worker,
+            updated_at=status.updated_at,
+        )
+
+
+class StreamOut(BaseModel):
+    id: str
+    url: str = Field(description="with any password masked")
+    model: str
+    fps: float
+    latency_budget_ms: int | None
+    max_side: int | None
+    realtime: bool
+    loop: bool
+    health: Health | None = Field(description="null until a worker has written it")
+
+
+class ModelOut(BaseModel):
+    name: str
+    input_side: int | None
+
+
+class Problem(BaseModel):
+    detail: str

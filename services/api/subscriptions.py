@@ -1,0 +1,321 @@
+"""Event subscriptions: ``/v1/streams/{id}/events`` as a WebSocket and, on GET, as
+Server-Sent Events, filtered on the server and resumable from an event id.
+
+Every subscriber has its own reader (:func:`read_events`, ``XREAD BLOCK`` on the stream's
+Redis stream) feeding its own bounded queue, drained by :func:`pump` into the transport.
+Where reading starts is fixed before the client hears anything: the ``from_id`` given, else
+the stream's newest entry at that moment (:func:`start_after`). The WebSocket fixes it before
+completing the handshake and sends ``{"subscribed": "<id>"}`` as its first message; SSE
+fixes it before the response starts and sends the comment ``: subscribed <id>`` first. So
+every event added after a client's connect returns is delivered, and a client that resumes
+from the id it was told loses nothing either.
+
+WebSocket messages: ``{"subscribed": id}`` once, then ``{"id": entry id, "event": mask
+event}``. Close codes: 4401/4403 (token, scope), 4404 (stream), 4422 (parameters), 1013
+(subscriber too slow, or the event store unavailable), 1000 (ended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any, NamedTuple
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Header, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from services.api.auth import AuthError, authorize, reader
+from services.api.filters import EventFilter, FilterError
+from services.api.models import Problem
+from services.api.state import ApiState, State, state_of
+from services.api.streams import ENTRY_ID, found
+from services.common.events import DecodeError, decode_event, encode_event
+from services.common.redis import masks_key
+
+Queue = asyncio.Queue[tuple[str, bytes] | None]  # (entry id, encoded event); None: the end
+Send = Callable[[str, bytes], Coroutine[Any, Any, None]]  # (entry id, encoded event)
+SEND_TIMEOUT_S = 30.0  # one event that long in a transport's send drops the subscriber
+
+router = APIRouter(tags=["events"])
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One subscriber: its stream, the entry id it reads after (exclusive, never ``$``), its
+    filter, and its transport's label in the metrics (``websocket`` or ``sse``)."""
+
+    stream_id: str
+    after: str
+    flt: EventFilter
+    kind: str
+
+
+class Refusal(NamedTuple):
+    """Why a WebSocket subscription is refused: its close code and reason."""
+
+    code: int
+    reason: str
+
+
+def event_filter(
+    from_id: str | None, classes: str | None, min_score: float | None, zone: str | None
+) -> EventFilter:
+    """The filter of a subscription's parameters; raises FilterError naming a bad one."""
+    if from_id is not None and not ENTRY_ID.match(from_id):
+        raise FilterError("from_id: an event id like 1764000000123-42")
+    return EventFilter.parse(classes, min_score, zone)
+
+
+async def start_after(client: aioredis.Redis, stream_id: str, from_id: str | None) -> str:
+    """The entry id a subscription reads after: ``from_id``, else the stream's newest entry
+    now (``0-0`` while it has none). Entry ids only grow, so every event added from here on
+    comes after it. Raises RedisError when Redis does not answer."""
+    if from_id is not None:
+        return from_id
+    newest: Any = await client.xrevrange(masks_key(stream_id), count=1)
+    return str(newest[0][0].decode()) if newest else "0-0"
+
+
+async def read_events(state: ApiState, sub: Subscription, queue: Queue) -> str | None:
+    """Feed ``queue`` with the events after ``sub.after`` until cancelled (riding out Redis
+    outages); returns a reason to drop the subscriber when its queue stays full for
+    ``api_subscriber_stall_s``."""
+    client: Any = state.redis
+    stall_s = state.settings.api_subscriber_stall_s
+    key = masks_key(sub.stream_id)
+    last = sub.after
+    while True:
+        try:
+            found_ = await client.xread({key: last}, count=100, block=500)
+        except aioredis.RedisError:
+            await asyncio.sleep(1)
+            continue
+        for _key, entries in found_ or []:
+            for entry, fields in entries:
+                last = entry.decode()
+                try:  # a burst may fill the queue for a moment; a stalled client, for long
+                    await asyncio.wait_for(queue.put((last, fields[b"event"])), stall_s)
+                except TimeoutError:
+                    return (
+                        f"subscriber too slow: {queue.maxsize} events waited over {stall_s:.0f} s"
+                    )
+
+
+def filtered(flt: EventFilter, raw: bytes) -> bytes | None:
+    """The encoded event with only the instances ``flt`` passes; None to send nothing."""
+    if not flt.active:
+        return raw
+    try:
+        event = flt.apply(decode_event(raw))
+    except DecodeError:
+        return None
+    return encode_event(event) if event is not None else None
+
+
+async def pump(state: ApiState, sub: Subscription, send: Send) -> str:
+    """Deliver ``sub``'s events through ``send`` until the reader stops or a send stalls;
+    returns the reason to close with (``slow`` in it when the subscriber was dropped)."""
+    m = state.metrics
+    queue: Queue = asyncio.Queue(maxsize=state.settings.api_subscriber_queue)
+    reader_task = asyncio.create_task(read_events(state, sub, queue))
+    getter: asyncio.Task[tuple[str, bytes] | None] | None = None
+    m.subscribers.labels(sub.kind).inc()
+    try:
+        while True:
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, reader_task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                reason = reader_task.result() or "ended"
+                m.subscribers_dropped.labels(sub.kind, "slow").inc()
+                return reason
+            item = getter.result()
+            if item is None:
+                return "ended"
+            entry, raw = item
+            payload = filtered(sub.flt, raw)
+            if payload is None:
+                continue
+            # A client that stops reading stalls this send; the reader meanwhile fills
+            # the queue and gives up on it, which ends the send too.
+            sending: asyncio.Task[None] = asyncio.create_task(send(entry, payload))
+            done, _ = await asyncio.wait(
+                {sending, reader_task}, timeout=SEND_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if sending not in done:
+                sending.cancel()
+                m.subscribers_dropped.labels(sub.kind, "slow").inc()
+                if reader_task.done():
+                    return reader_task.result() or "subscriber too slow"
+                return f"subscriber too slow: one event waited {SEND_TIMEOUT_S:.0f} s to be sent"
+            sending.result()
+    finally:
+        pending = [t for t in (getter, reader_task) if t is not None]
+        for task in pending:
+            task.cancel()
+        # A reader cancelled inside a blocking XREAD can take its connection down
+        # slowly; never hold the handler (and the gauge) for it.
+        await asyncio.wait(pending, timeout=2)
+        m.subscribers.labels(sub.kind).dec()
+
+
+async def admit(
+    websocket: WebSocket,
+    stream_id: str,
+    *,
+    access_token: str | None,
+    from_id: str | None,
+    classes: str | None,
+    min_score: float | None,
+    zone: str | None,
+) -> Subscription | Refusal:
+    """The WebSocket's subscription, or why it is refused."""
+    state = state_of(websocket)
+    try:
+        authorize(state.tokens, websocket.headers.get("authorization"), access_token, "events:read")
+    except AuthError as exc:
+        return Refusal(exc.close_code, exc.detail)
+    if state.table.get(stream_id) is None:
+        return Refusal(4404, f"no stream {stream_id!r}"[:120])
+    try:
+        flt = event_filter(from_id, classes, min_score, zone)
+    except FilterError as exc:
+        return Refusal(4422, str(exc)[:120])
+    try:
+        after = await start_after(state.redis, stream_id, from_id)
+    except aioredis.RedisError:
+        return Refusal(1013, "the event store is unavailable; try again")
+    return Subscription(stream_id, after, flt, "websocket")
+
+
+@router.websocket("/v1/streams/{stream_id}/events")
+async def events_ws(
+    websocket: WebSocket,
+    stream_id: str,
+    from_id: str | None = None,
+    classes: str | None = None,
+    min_score: float | None = None,
+    zone: str | None = None,
+    access_token: str | None = None,
+) -> None:
+    # Decided before the handshake completes, where reading starts included: once the
+    # client's connect returns, no event can slip in unseen. Refusals are sent after
+    # accepting: a close before it reaches the client as a bare HTTP 403, without the close
+    # code and reason that tell it what was wrong.
+    sub = await admit(
+        websocket,
+        stream_id,
+        access_token=access_token,
+        from_id=from_id,
+        classes=classes,
+        min_score=min_score,
+        zone=zone,
+    )
+    await websocket.accept()
+    if isinstance(sub, Refusal):
+        await websocket.close(code=sub.code, reason=sub.reason)
+        return
+
+    async def send(entry: str, payload: bytes) -> None:
+        await websocket.send_text('{"id":"' + entry + '","event":' + payload.decode() + "}")
+
+    async def watch_close() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+    closer = asyncio.create_task(watch_close())
+    pumping: asyncio.Task[str] | None = None
+    try:
+        await websocket.send_text(json.dumps({"subscribed": sub.after}))
+        pumping = asyncio.create_task(pump(state_of(websocket), sub, send))
+        done, _ = await asyncio.wait({closer, pumping}, return_when=asyncio.FIRST_COMPLETED)
+        if pumping in done and not closer.done():
+            reason = "ended"
+            with contextlib.suppress(Exception):
+                reason = pumping.result()
+            await websocket.close(code=1013 if "slow" in reason else 1000, reason=reason[:120])
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        for task in (closer, pumping):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+@router.get(
+    "/v1/streams/{stream_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        404: {"model": Problem},
+        503: {"model": Problem},
+    },
+)
+async def events_sse(
+    stream_id: str,
+    state: State,
+    _: Annotated[str, Depends(reader)],
+    from_id: str | None = None,
+    classes: str | None = None,
+    min_score: float | None = None,
+    zone: str | None = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    found(state, stream_id)
+    start = last_event_id or from_id
+    try:
+        flt = event_filter(start, classes, min_score, zone)
+    except FilterError as exc:
+        raise HTTPException(422, str(exc)) from None
+    try:  # before the response starts: the client's first line means it is reading
+        after = await start_after(state.redis, stream_id, start)
+    except aioredis.RedisError:
+        raise HTTPException(503, "the event store is unavailable; try again") from None
+    return StreamingResponse(
+        sse_body(state, Subscription(stream_id, after, flt, "sse")),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def sse_body(state: ApiState, sub: Subscription) -> AsyncIterator[bytes]:
+    """``: subscribed <id>``, then ``id:``/``data:`` per event, a keep-alive comment after
+    15 s without one, and ``event: close`` with the reason when the subscription ends."""
+    chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
+
+    async def send(entry: str, payload: bytes) -> None:
+        await chunks.put(b"id: " + entry.encode() + b"\ndata: " + payload + b"\n\n")
+
+    async def run() -> None:
+        reason = await pump(state, sub, send)
+        with contextlib.suppress(asyncio.QueueFull):
+            chunks.put_nowait(f"event: close\ndata: {json.dumps(reason)}\n\n".encode())
+
+    task = asyncio.create_task(run())
+    try:
+        yield f": subscribed {sub.after}\n\n".encode()
+        idle = 0
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks.get(), timeout=1)
+            except TimeoutError:
+                if task.done():
+                    return
+                idle += 1
+                if idle >= 15:
+                    idle = 0
+                    yield b": keep-alive\n\n"
+                continue
+            idle = 0
+            yield chunk
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
