@@ -1,7 +1,7 @@
 """CPU of the local Kafka broker carrying frames, with its JVM options against the JVM's
 defaults, measured in the same run.
 
-    .venv/bin/python bench/broker.py [--frames N] [--rounds R]
+    .venv/bin/python bench/broker.py [--frames N] [--rounds R]   (or -m bench.broker)
 
 The broker of ``segstream infra up`` shares its cores with inference on a laptop and in
 the tests; every CPU second it takes slows a model running on all cores. For each JVM
@@ -19,18 +19,23 @@ baseline, candidate) so a drift of the machine affects both.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a file (`python bench/broker.py`), sys.path starts with bench/: put the repository
+# root there instead, as `python -m bench.broker` does, so that `bench` imports as a package.
+if not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-from pipeline import cpu_seconds, ensure  # bench/pipeline.py, beside this script
-
-from services.common.kafka import frames_spec, make_consumer
+from bench.harness import cpu_seconds
+from services.common.kafka import bootstrap_topics, frames_spec, make_consumer
 from services.common.kafka import make_producer as kafka_producer
 from services.common.settings import Settings
 from services.infra import Infra, fresh_settings
@@ -84,7 +89,7 @@ def measure(options: str, frames: int, rounds: int, tag: str) -> list[tuple[floa
         record = kafka.proc.record()
         if record is None:
             raise RuntimeError("the broker did not start")
-        ensure(settings, [frames_spec(settings, "bench")])
+        bootstrap_topics(settings, [frames_spec(settings, "bench")])
         time.sleep(3)
         results = []
         for r in range(rounds):

@@ -1,7 +1,7 @@
 """CPU inference with ``segcore.runtime.keep_heap`` against glibc's default malloc settings,
 measured in the same run.
 
-    .venv/bin/python bench/malloc.py [--repeats N] [--threads N]
+    .venv/bin/python bench/malloc.py [--repeats N] [--threads N]   (or -m bench.malloc)
 
 malloc settings hold for a whole process, so each measurement is a fresh interpreter: the
 demo model (``segcore.build("yolact_r18_demo", fuse=True)``, as the segment worker builds
@@ -20,16 +20,17 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[2]))
 from segcore.runtime import keep_heap
 tuned = keep_heap() if sys.argv[1] == "keep_heap" else None
-sys.path.insert(0, sys.argv[3])
 import segcore
-from pipeline import MODEL, SEED, SMALL, SMALL_FPS, decoded_frames, synthetic_video
+from bench.harness import MODEL, SEED, SMALL, SMALL_FPS, decoded_frames, synthetic_video
 from services.common.settings import Settings
 from services.segment.infer import infer
 
@@ -51,9 +52,9 @@ print(json.dumps({"tuned": tuned, "fps": rates[1]}))
 
 
 def measure(mode: str, threads: int) -> float:
-    here = os.path.dirname(os.path.abspath(__file__))
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(threads), here],
+        [sys.executable, "-c", CHILD, mode, str(threads)],
+        cwd=ROOT,  # `python -c` imports from its working folder: `bench` as a package
         capture_output=True,
         text=True,
         check=False,

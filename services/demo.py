@@ -11,23 +11,18 @@ leaving no process behind.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from types import FrameType
-from typing import IO
 
 import httpx
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from segcore.data import synthetic
-from services.common.settings import Settings
+from services.common.settings import ApiToken, Settings
+from services.infra.children import Child, stop_all
 from services.infra.errors import InfraError
 from services.infra.process import free_port, port_in_use
 
@@ -37,7 +32,6 @@ FPS = 15
 FRAMES = 150  # a 10 s loop
 SEED = 20261126  # a scene the demo model never saw in training
 CAMERA = "demo-camera"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _iou(mask: np.ndarray, truths: list[np.ndarray]) -> float:
@@ -47,51 +41,6 @@ def _iou(mask: np.ndarray, truths: list[np.ndarray]) -> float:
         if union:
             best = max(best, float(np.logical_and(mask, truth).sum() / union))
     return best
-
-
-class Children:
-    """The demo's worker processes, each in its own session, logs in the run folder."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: list[IO[bytes]] = []
-
-    def start(self, name: str, *args: str, metrics_port: int) -> None:
-        log = (self.log_dir / f"demo-{name}.log").open("ab")
-        self.logs.append(log)
-        env = {**self.env, "SEGSTREAM_METRICS_PORT": str(metrics_port)}
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def check(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise InfraError(
-                    f"the demo's {name} process exited with {proc.returncode}",
-                    f"see {self.log_dir / f'demo-{name}.log'}",
-                )
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        for log in self.logs:
-            log.close()
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -115,18 +64,14 @@ def run_demo(settings: Settings, *, events: int | None = None, quiet: bool = Fal
     started = infra.up(log=not quiet)
     token = secrets.token_urlsafe(24)
     ports = [settings.metrics_port + k if settings.metrics_port else free_port() for k in range(3)]
-    children = Children(
-        {
-            **os.environ,
-            **settings.env(),
-            "SEGSTREAM_API_TOKENS": json.dumps(
-                [{"name": "demo", "token": token, "scopes": ["streams:write", "events:read"]}]
-            ),
-            "SEGSTREAM_API_ALLOW_FILES": "true",
-            "SEGSTREAM_PREVIEW_FRAMES": "100",
-        },
-        infra.log_dir,
+    child_settings = settings.model_copy(
+        update={
+            "api_tokens": [ApiToken(name="demo", token=token)],  # every scope
+            "api_allow_files": True,
+            "preview_frames": 100,
+        }
     )
+    children: list[Child] = []
     seen, ious = 0, []
     try:
         video = settings.cache_dir / "demo" / f"camera-{SEED}.mp4"
@@ -134,14 +79,18 @@ def run_demo(settings: Settings, *, events: int | None = None, quiet: bool = Fal
             video.parent.mkdir(parents=True, exist_ok=True)
             synthetic.write_video(video, SEED, FRAMES, SIZE, fps=FPS)
         truths = [target for _, target in synthetic.scene(SEED, FRAMES, SIZE)]
-        children.start("api", metrics_port=ports[0])
-        children.start("ingest", metrics_port=ports[1])
-        children.start("segment", "--model", MODEL, metrics_port=ports[2])
+        commands = {"api": [], "ingest": [], "segment": ["--model", MODEL]}
+        for (name, args), port in zip(commands.items(), ports, strict=True):
+            log = infra.log_dir / f"demo-{name}.log"
+            children.append(
+                Child(name, [name, *args], child_settings, log, metrics_port=port, append=True)
+            )
         api = f"http://{settings.host}:{settings.api_port}"
         say(f"- starting the API, an ingest and a segment worker (logs in {infra.log_dir})")
         deadline = time.monotonic() + 120
         while True:
-            children.check()
+            for child in children:
+                child.check()
             try:
                 if httpx.get(f"{api}/readyz", timeout=2).status_code == 200:
                     break
@@ -192,7 +141,7 @@ def run_demo(settings: Settings, *, events: int | None = None, quiet: bool = Fal
     except KeyboardInterrupt:
         say("\nstopping")
     finally:
-        children.stop()
+        stop_all(children, timeout=20)
         stopped = [
             c.name for c in reversed(infra.components) if c.name in started and c.proc.stop()
         ]

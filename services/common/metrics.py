@@ -3,6 +3,8 @@
 Every process registers the same families (one :class:`PipelineMetrics`), so a dashboard or
 rule can rely on the names whichever process it scrapes; each process increments the ones of
 its stage. Labels are model names, stream ids, states and drop reasons: never URLs.
+``sample_value`` and ``exposition_names`` read what a /metrics endpoint serves (the tests'
+and the benchmarks' one parser, prometheus_client's own).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.common.frames import DeadLetter, Dropped
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -154,8 +159,8 @@ class PipelineMetrics:
         """Create a segment worker's series at 0, so rate() sees their first increments."""
         for family in (self.frames_consumed, self.events_published, self.duplicates):
             family.labels(model)
-        self.frames_dropped.labels(model, "latency-budget")
-        for reason in ("malformed", "bad-image"):
+        self.frames_dropped.labels(model, Dropped.LATENCY_BUDGET)
+        for reason in DeadLetter:
             self.dlq.labels(model, reason)
 
     def start_stream(self, stream: str) -> None:
@@ -167,3 +172,42 @@ class PipelineMetrics:
         """Serve /metrics on (host, port); port 0 picks a free one. Returns the port."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return int(server.server_port)
+
+
+# Reading an exposition (the text /metrics serves): tests, benchmarks, tools.
+
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+}
+
+
+def sample_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of a text exposition named ``name`` whose labels include
+    ``labels``; 0 when none does.
+
+    ``name`` is the sample's full name (``segstream_frames_dropped_total``,
+    ``segstream_batch_size_sum``); ``labels`` may be a subset, so
+    ``sample_value(text, "segstream_frames_dropped_total")`` adds up every model and reason.
+    """
+    return float(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+    )
+
+
+def exposition_names(text: str) -> tuple[set[str], set[str]]:
+    """(names of the samples present, every sample name the declared families can have) of a
+    text exposition: a counter ``x`` declares ``x_total`` and ``x_created``, a histogram its
+    ``_bucket``, ``_count``, ``_sum`` and ``_created``, a gauge its own name."""
+    samples: set[str] = set()
+    declared: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        samples.update(sample.name for sample in family.samples)
+        declared.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ("",)))
+    return samples, declared

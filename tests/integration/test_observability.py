@@ -32,6 +32,7 @@ from websockets.sync.client import connect
 
 from segcore.data import synthetic
 from services.common.kafka import frames_spec, make_producer
+from services.common.metrics import exposition_names, sample_value
 from services.common.redis import make_redis
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, put_stream
@@ -47,7 +48,7 @@ from tests.deploy.monitoring import (
     used_names,
 )
 from tests.integration.api_server import READ_TOKEN, ApiServer, api_settings
-from tests.integration.workers import Worker, metric_value, wait_events, wait_for
+from tests.integration.workers import Worker, wait_events, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +160,7 @@ def finite(result: list[dict[str, Any]]) -> bool:
 
 def scraped(worker: Worker, name: str, **labels: str) -> float:
     try:
-        return metric_value(worker.metrics(), name, **labels)
+        return sample_value(worker.metrics(), name, **labels)
     except (urllib.error.URLError, ConnectionError):
         return 0.0  # not serving yet
 
@@ -235,6 +236,7 @@ def pipeline(
                 + f"/v1/streams/{stream}/events?access_token={READ_TOKEN}"
             )
             with connect(ws) as socket:
+                assert "subscribed" in json.loads(socket.recv(timeout=30))
                 assert json.loads(socket.recv(timeout=30))["event"]["stream_id"] == stream
             for worker, name, labels in (
                 (segment, "segstream_frames_dropped_total", {"reason": "latency-budget"}),
@@ -251,23 +253,6 @@ def pipeline(
 
 
 # --- (i) names ------------------------------------------------------------------------------
-def exposition_names(text: str) -> tuple[set[str], set[str]]:
-    """(sample names, names the declared families can have) of a text exposition."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_count", "_sum", "_created"),
-        "summary": ("", "_count", "_sum", "_created"),
-    }
-    samples: set[str] = set()
-    declared: set[str] = set()
-    for family in text_string_to_metric_families(text):
-        samples.update(sample.name for sample in family.samples)
-        declared.update(family.name + s for s in suffixes.get(family.type, ("",)))
-    return samples, declared
-
-
 def test_every_name_in_dashboards_and_rules_is_exported(pipeline: Pipeline) -> None:
     samples: set[str] = set()
     declared_by: dict[str, set[str]] = {}
