@@ -2,8 +2,9 @@
 
 ``python -m cuda_ext.build`` (or ``segstream ops build``) compiles ``csrc/`` with
 ``torch.utils.cpp_extension`` into ``cuda_ext/_build/``. Nothing happens at import time;
-the library is loaded on first use by :func:`available`, and the Python fronts in
-``segcore.ops`` fall back to their PyTorch references when it is absent.
+the library is loaded on first use by :func:`available`. The Python fronts in ``segcore.ops``
+ask :func:`supports` whether a tensor's device has a compiled kernel and fall back to their
+PyTorch references when it has not.
 Set ``SEGSTREAM_OPS_LIBRARY`` to load a library built elsewhere; set it to ``off`` to force
 the references.
 """
@@ -13,6 +14,10 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 LIBRARY_NAME = "segstream_ops"
 BUILD_DIR = Path(__file__).resolve().parent / "_build"
@@ -20,6 +25,10 @@ _ENV = "SEGSTREAM_OPS_LIBRARY"
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
+_kernels: dict[str, bool] = {}  # dispatch key -> the loaded library has kernels for it
+
+# The devices the library can carry kernels for, by their dispatch key.
+_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 
 
 def library_path() -> Path:
@@ -69,10 +78,30 @@ def load_error() -> str | None:
     return None if error is None else str(error)
 
 
+def supports(tensor: Tensor) -> bool:
+    """True when the compiled library is loaded and has kernels for ``tensor``'s device.
+
+    CPU tensors need the library; CUDA tensors need it built with nvcc; any other device
+    (``meta``, ``mps``, ...) has no compiled kernels. Each op front calls its compiled kernel
+    when this is True and its PyTorch reference otherwise. Reads no tensor data.
+    """
+    key = _DISPATCH_KEYS.get(tensor.device.type)
+    return key is not None and _has_kernels(key)
+
+
 def has_cuda_kernels() -> bool:
     """True when the loaded library carries CUDA kernels (built with nvcc)."""
+    return _has_kernels("CUDA")
+
+
+def _has_kernels(dispatch_key: str) -> bool:
     if not available():
         return False
-    import torch
+    if dispatch_key not in _kernels:
+        import torch
 
-    return bool(torch._C._dispatch_has_kernel_for_dispatch_key("cuda_ext::paste_masks", "CUDA"))
+        # Every op of the library is built for the same backends: one stands for all.
+        _kernels[dispatch_key] = bool(
+            torch._C._dispatch_has_kernel_for_dispatch_key("cuda_ext::paste_masks", dispatch_key)
+        )
+    return _kernels[dispatch_key]

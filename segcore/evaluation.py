@@ -16,6 +16,8 @@ from pycocotools.cocoeval import COCOeval
 from torch import nn
 
 from segcore.data.coco import annotation
+from segcore.images import to_float_chw
+from segcore.labels import label_offset
 from segcore.ops import masks_to_rle
 
 
@@ -38,12 +40,6 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def _label_to_class(model: nn.Module) -> int:
-    """How far a model's labels sit from 0-based class indices (1 with a background)."""
-    names = getattr(model, "class_names", None) or []
-    return 1 if names and names[0] == "__background__" else 0
-
-
 def evaluate(
     model: nn.Module,
     samples: Iterable[tuple[np.ndarray, dict[str, np.ndarray]]],
@@ -55,16 +51,14 @@ def evaluate(
     targets with 0-based ``labels`` and ``masks`` (N, H, W)) and score it with COCOeval."""
     model.eval()
     device = next(model.parameters()).device
-    offset = _label_to_class(model)
+    offset = label_offset(model)
     results: list[dict[str, Any]] = []
     elapsed = 0.0
     batch: list[tuple[int, np.ndarray]] = []
 
     def run(batch: list[tuple[int, np.ndarray]]) -> None:
         nonlocal elapsed
-        tensors = [
-            torch.from_numpy(f).permute(2, 0, 1).float().div(255).to(device) for _, f in batch
-        ]
+        tensors = [to_float_chw(f, device) for _, f in batch]
         start = time.perf_counter()
         with torch.inference_mode():
             outputs = model(tensors)

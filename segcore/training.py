@@ -23,8 +23,10 @@ from tqdm import tqdm
 
 import segcore
 from segcore.data import synthetic
-from segcore.data.coco import CocoDataset
+from segcore.data.coco import CocoDataset, boxes_of
 from segcore.evaluation import EvalResult, evaluate
+from segcore.images import to_float_chw
+from segcore.labels import label_offset
 
 TRAIN_SEEDS = range(0, 1_000_000)
 VAL_SEEDS = range(10_000_000, 10_000_000 + 1_000)  # never drawn for training
@@ -96,9 +98,7 @@ def open_eval_data(spec: str, count: int, size: tuple[int, int]) -> tuple[list[S
         dataset = CocoDataset(images_dir, annotations)
         samples = []
         for i in range(min(count, len(dataset))):
-            item = dataset[i]
-            frame = (item.image.permute(1, 2, 0) * 255).round().byte().numpy()
-            target = {k: v.numpy() for k, v in item.target.items()}
+            frame, target = dataset.frame(i)
             target["masks"] = target["masks"].astype(bool)
             samples.append((frame, target))
         return samples, dataset.class_names
@@ -133,13 +133,7 @@ def training_batches(
         while True:
             rng.shuffle(order)
             for start in range(0, len(order) - batch_size + 1, batch_size):
-                batch = []
-                for i in order[start : start + batch_size]:
-                    item = dataset[i]
-                    frame = (item.image.permute(1, 2, 0) * 255).round().byte().numpy()
-                    target = {k: v.numpy() for k, v in item.target.items()}
-                    batch.append((frame, target))
-                yield batch
+                yield [dataset.frame(i) for i in order[start : start + batch_size]]
     else:
         raise ValueError(f"unknown data {spec!r}: use synthetic:train or coco:IMAGES:ANNOTATIONS")
 
@@ -148,12 +142,10 @@ def _to_model(
     batch: list[Sample], model: nn.Module
 ) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
     """Frames and targets in the model's conventions (Mask R-CNN counts the background)."""
-    offset = 1 if (getattr(model, "class_names", None) or [""])[0] == "__background__" else 0
+    offset = label_offset(model)
     images, targets = [], []
     for frame, target in batch:
-        from segcore.data.coco import boxes_of
-
-        images.append(torch.from_numpy(frame.copy()).permute(2, 0, 1).float() / 255.0)
+        images.append(to_float_chw(frame))
         masks = target["masks"].astype(np.uint8)
         targets.append(
             {

@@ -20,6 +20,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torch import Tensor
 
+from segcore.images import to_float_chw
+
 
 class DatasetError(ValueError):
     """A dataset that cannot be used, with the file and the entry at fault."""
@@ -80,9 +82,8 @@ class CocoDataset:
         if not data["categories"]:
             raise DatasetError(f"{where}: the dataset has no categories")
         categories = sorted(data["categories"], key=lambda c: c["id"])
-        self.category_ids = [int(c["id"]) for c in categories]
         self.class_names = [str(c["name"]) for c in categories]
-        label_of = {cid: i for i, cid in enumerate(self.category_ids)}
+        label_of = {int(c["id"]): i for i, c in enumerate(categories)}
         self.images: list[dict[str, Any]] = []  # id, file_name, height, width, annotations
         by_id: dict[int, dict[str, Any]] = {}
         for index, image in enumerate(data["images"]):
@@ -129,11 +130,20 @@ class CocoDataset:
         return len(self.images)
 
     def __getitem__(self, index: int) -> Sample:
+        """Image ``index`` as a model takes it (see :func:`segcore.images.to_float_chw`)."""
+        rgb, target = self.frame(index)
+        tensors = {k: torch.from_numpy(v) for k, v in target.items()}
+        return Sample(to_float_chw(rgb), tensors, self.images[index]["id"])
+
+    def frame(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Image ``index`` as frames are decoded, (H, W, 3) uint8 RGB (writable), and its
+        target as arrays: boxes (N, 4) float32 xyxy, labels (N,) int64, masks (N, H, W)
+        uint8; crowd annotations left out."""
         entry = self.images[index]
         path = self.images_dir / entry["file_name"]
         try:
             with Image.open(path) as img:
-                rgb = np.asarray(img.convert("RGB"))
+                rgb = np.array(img.convert("RGB"))
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read the image: {exc}") from exc
         height, width = entry["height"], entry["width"]
@@ -148,13 +158,12 @@ class CocoDataset:
             if anns
             else np.zeros((0, height, width), np.uint8)
         )
-        target = {
-            "boxes": torch.tensor([a["box"] for a in anns], dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor([a["label"] for a in anns], dtype=torch.int64),
-            "masks": torch.from_numpy(masks),
+        target: dict[str, np.ndarray] = {
+            "boxes": np.asarray([a["box"] for a in anns], dtype=np.float32).reshape(-1, 4),
+            "labels": np.asarray([a["label"] for a in anns], dtype=np.int64),
+            "masks": masks,
         }
-        image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
-        return Sample(image, target, entry["id"])
+        return rgb, target
 
 
 def boxes_of(masks: np.ndarray) -> np.ndarray:

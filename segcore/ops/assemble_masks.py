@@ -35,6 +35,24 @@ def assemble_masks_reference(
     return torch.sigmoid(logits) * crop_mask(boxes, height, width)
 
 
+def _check_batch_index(op: str, batch_index: Tensor, images: int) -> None:
+    """Every entry of ``batch_index`` in [0, images), checked without a host sync.
+
+    On the CPU a bad entry raises ValueError. On another device (CUDA) the check is queued on
+    the device's stream (``torch._assert_async``): the host does not wait for it, and a bad
+    entry fails the next operation that synchronises, with a device-side assert.
+    """
+    if batch_index.numel() == 0:
+        return
+    in_range = ((batch_index >= 0) & (batch_index < images)).all()
+    message = f"{op}: batch_index must lie in [0, {images})"
+    if batch_index.device.type == "cpu":
+        if not bool(in_range):
+            raise ValueError(message)
+    else:
+        torch._assert_async(in_range, message)
+
+
 def assemble_masks(
     protos: Tensor, coeffs: Tensor, boxes: Tensor, batch_index: Tensor | None = None
 ) -> Tensor:
@@ -63,6 +81,7 @@ def assemble_masks(
     _checks.shape(op, "coeffs", coeffs, f"(N, {k})", coeffs.dim() == 2 and coeffs.shape[1] == k)
     n = coeffs.shape[0]
     _checks.shape(op, "boxes", boxes, f"({n}, 4)", tuple(boxes.shape) == (n, 4))
+    implied = batch_index is None  # one image: every instance's index is 0
     if batch_index is None:
         if protos.shape[0] != 1:
             raise ValueError(f"{op}: batch_index is required with {protos.shape[0]} images")
@@ -76,9 +95,9 @@ def assemble_masks(
             f"{protos.dtype}, {coeffs.dtype}, {boxes.dtype}"
         )
     _checks.same_device(op, protos=protos, coeffs=coeffs, boxes=boxes, batch_index=batch_index)
-    if n and (int(batch_index.min()) < 0 or int(batch_index.max()) >= protos.shape[0]):
-        raise ValueError(f"{op}: batch_index must lie in [0, {protos.shape[0]})")
-    if cuda_ext.available() and (not protos.is_cuda or cuda_ext.has_cuda_kernels()):
+    if not implied:
+        _check_batch_index(op, batch_index, protos.shape[0])
+    if cuda_ext.supports(protos):
         result: Tensor = torch.ops.cuda_ext.assemble_masks(protos, coeffs, boxes, batch_index)
         return result
     return assemble_masks_reference(protos, coeffs, boxes, batch_index)

@@ -123,6 +123,13 @@ def fast_nms(
     _checks.same_device(op, boxes=boxes, scores=scores)
     if top_k < 0 or max_detections < 0:
         raise ValueError(f"{op}: top_k and max_detections must be >= 0")
-    compiled = cuda_ext.available() and (not boxes.is_cuda or cuda_ext.has_cuda_kernels())
-    out = _fast_nms(boxes, scores, iou_threshold, top_k, conf_threshold, max_detections, compiled)
+    out = _fast_nms(
+        boxes,
+        scores,
+        iou_threshold,
+        top_k,
+        conf_threshold,
+        max_detections,
+        compiled=cuda_ext.supports(boxes),
+    )
     return out if return_indices else out[:3]

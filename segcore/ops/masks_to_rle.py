@@ -71,7 +71,7 @@ def masks_to_rle(masks: Tensor) -> list[dict[str, object]]:
     _checks.tensor(op, "masks", masks)
     _checks.shape(op, "masks", masks, "(N, H, W)", masks.dim() == 3)
     _checks.dtype(op, "masks", masks, (torch.bool, torch.uint8))
-    if not cuda_ext.available() or (masks.is_cuda and not cuda_ext.has_cuda_kernels()):
+    if not cuda_ext.supports(masks):
         return masks_to_rle_reference(masks)
     n, height, width = masks.shape
     positions, offsets = torch.ops.cuda_ext.rle_transitions(masks)

@@ -151,9 +151,8 @@ def multiscale_roi_align(
         raise ValueError(f"{op}: output_size must be positive, got {output_size}")
     if len(features) > 8:
         raise ValueError(f"{op}: at most 8 levels, got {len(features)}")
-    compiled = cuda_ext.available() and (not first.is_cuda or cuda_ext.has_cuda_kernels())
     half_on_cpu = first.dtype in (torch.float16, torch.bfloat16) and not first.is_cuda
-    if not compiled or half_on_cpu:
+    if not cuda_ext.supports(first) or half_on_cpu:
         return multiscale_roi_align_reference(
             features, boxes, image_shapes, output_size, sampling_ratio, aligned
         )

@@ -132,7 +132,7 @@ def paste_masks(
     _check(masks, boxes, padding)
     height, width = _checks.image_shape("paste_masks", "image_shape", image_shape)
     int_boxes = expand_boxes(boxes, masks.shape[-1], padding)
-    if cuda_ext.available() and (masks.device.type == "cpu" or cuda_ext.has_cuda_kernels()):
+    if cuda_ext.supports(masks):
         result: Tensor = torch.ops.cuda_ext.paste_masks(
             masks, int_boxes, height, width, padding, threshold
         )

@@ -68,7 +68,7 @@ def preprocess_frames(
     if any(s == 0 for s in std):
         raise ValueError(f"{op}: std must not be 0, got {std}")
     mean_l, std_l = [float(v) for v in mean], [float(v) for v in std]
-    if cuda_ext.available() and (not frames.is_cuda or cuda_ext.has_cuda_kernels()):
+    if cuda_ext.supports(frames):
         result: Tensor = torch.ops.cuda_ext.preprocess_frames(frames, out_h, out_w, mean_l, std_l)
         return result
     return preprocess_frames_reference(frames, (out_h, out_w), mean_l, std_l)

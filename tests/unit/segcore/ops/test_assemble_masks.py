@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
 
 from segcore.ops import assemble_masks, assemble_masks_reference
 
@@ -145,3 +146,25 @@ def test_rejects_batch_index_out_of_range() -> None:
         assemble_masks(
             torch.zeros(2, 4, 5, 5), torch.zeros(1, 4), torch.zeros(1, 4), torch.tensor([2])
         )
+
+
+def test_rejects_negative_batch_index() -> None:
+    with pytest.raises(ValueError, match=r"batch_index must lie in \[0, 2\)"):
+        assemble_masks(
+            torch.zeros(2, 4, 5, 5), torch.zeros(2, 4), torch.zeros(2, 4), torch.tensor([0, -1])
+        )
+
+
+@pytest.mark.parametrize("device", ["meta", "cuda"])
+def test_off_the_cpu_batch_index_is_not_read_on_the_host(compiled_ops: None, device: str) -> None:
+    """Off the CPU the range check is queued on the device: nothing waits for batch_index's
+    values. Under FakeTensorMode (and on meta) a host read of them raises."""
+    with FakeTensorMode():
+        protos = torch.zeros(2, 4, 5, 6, device=device)
+        coeffs = torch.zeros(3, 4, device=device)
+        boxes = torch.zeros(3, 4, device=device)
+        batch_index = torch.zeros(3, dtype=torch.int64, device=device)
+        with pytest.raises(DataDependentOutputException):
+            int(batch_index.max())
+        out = assemble_masks(protos, coeffs, boxes, batch_index)
+    assert out.shape == (3, 5, 6) and out.device.type == device

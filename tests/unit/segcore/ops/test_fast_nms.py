@@ -1,12 +1,13 @@
-"""fast_nms: the compiled keep kernel against YOLACT's Fast NMS written in PyTorch."""
+"""fast_nms: the compiled keep kernel against YOLACT's Fast NMS written in PyTorch, and
+against a plain per-class loop; neither reference uses the implementation's helpers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from segcore.ops import fast_nms, fast_nms_reference
-from segcore.ops.fast_nms import jaccard
 
 
 def random_case(n: int, classes: int, seed: int = 0, dtype: torch.dtype = torch.float32):
@@ -18,6 +19,17 @@ def random_case(n: int, classes: int, seed: int = 0, dtype: torch.dtype = torch.
     return boxes, scores
 
 
+def yolact_jaccard(box_a: torch.Tensor, box_b: torch.Tensor) -> torch.Tensor:
+    """YOLACT's box_utils.jaccard transcribed: (n, A, 4) x (n, B, 4) -> (n, A, B)."""
+    max_xy = torch.min(box_a[:, :, None, 2:], box_b[:, None, :, 2:])
+    min_xy = torch.max(box_a[:, :, None, :2], box_b[:, None, :, :2])
+    inter = torch.clamp(max_xy - min_xy, min=0)
+    inter = inter[:, :, :, 0] * inter[:, :, :, 1]
+    area_a = ((box_a[:, :, 2] - box_a[:, :, 0]) * (box_a[:, :, 3] - box_a[:, :, 1]))[:, :, None]
+    area_b = ((box_b[:, :, 2] - box_b[:, :, 0]) * (box_b[:, :, 3] - box_b[:, :, 1]))[:, None, :]
+    return inter / (area_a + area_b - inter)
+
+
 def yolact_fast_nms(boxes, scores, iou_threshold, top_k, conf_threshold, max_detections):
     """YOLACT's fast_nms (second_threshold=True) transcribed: the IoU matrix, triu, max."""
     scores, idx = scores.sort(1, descending=True)
@@ -25,7 +37,7 @@ def yolact_fast_nms(boxes, scores, iou_threshold, top_k, conf_threshold, max_det
     scores = scores[:, :top_k]
     num_classes, num_dets = idx.size()
     boxes = boxes[idx.view(-1), :].view(num_classes, num_dets, 4)
-    iou = jaccard(boxes, boxes)
+    iou = yolact_jaccard(boxes, boxes)
     iou.triu_(diagonal=1)
     iou_max, _ = iou.max(dim=1)
     keep = iou_max <= iou_threshold
@@ -58,6 +70,70 @@ def test_equals_yolact(
             assert torch.equal(g, e)
 
 
+def loop_fast_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    iou_threshold: float,
+    top_k: int,
+    conf_threshold: float,
+    max_detections: int,
+) -> list[tuple[float, int, int]]:
+    """Fast NMS as a plain loop per class, in Python numbers: of each class's ``top_k``
+    candidates by score, one is dropped when its IoU with any better-scored candidate of its
+    class (dropped or not) exceeds the threshold, or when its score is not above
+    ``conf_threshold``; then the best ``max_detections`` of all classes. Returns
+    ``(score, class, box index)`` best first."""
+    box_list, score_rows = boxes.tolist(), scores.tolist()
+
+    def iou(a: list[float], b: list[float]) -> float:
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union
+
+    kept = []
+    for c, row in enumerate(score_rows):
+        order = sorted(range(len(row)), key=lambda i: -row[i])[:top_k]
+        for rank, i in enumerate(order):
+            suppressed = any(iou(box_list[j], box_list[i]) > iou_threshold for j in order[:rank])
+            if not suppressed and row[i] > conf_threshold:
+                kept.append((row[i], c, i))
+    kept.sort(key=lambda item: -item[0])
+    return kept[:max_detections]
+
+
+@pytest.mark.parametrize(
+    ("n", "classes", "top_k", "iou", "conf", "max_det"),
+    [
+        (300, 6, 100, 0.5, 0.0625, 100),
+        (120, 3, 200, 0.25, 0.5, 20),
+        (400, 2, 50, 0.75, 0.0, 500),
+    ],
+)
+def test_equals_a_per_class_loop(
+    compiled_ops: None, n: int, classes: int, top_k: int, iou: float, conf: float, max_det: int
+) -> None:
+    # Integer corners and distinct scores: the loop's float64 arithmetic and the op's float32
+    # reach the same decisions at thresholds a float32 holds exactly (no ties, no rounding
+    # across a threshold).
+    gen = torch.Generator().manual_seed(n)
+    xy = torch.randint(0, 400, (n, 2), generator=gen)
+    wh = torch.randint(1, 120, (n, 2), generator=gen)
+    boxes = torch.cat([xy, xy + wh], dim=1).float()
+    scores = (torch.randperm(classes * n, generator=gen).float() / (classes * n)).view(classes, n)
+    expected = loop_fast_nms(boxes, scores, iou, top_k, conf, max_det)
+    assert len(expected) > 0
+    for got in (
+        fast_nms(boxes, scores, iou, top_k, conf, max_det, return_indices=True),
+        fast_nms_reference(boxes, scores, iou, top_k, conf, max_det),
+    ):
+        kept, kept_scores, kept_classes, indices = got
+        assert kept_scores.tolist() == [s for s, _, _ in expected]
+        assert kept_classes.tolist() == [c for _, c, _ in expected]
+        assert indices.tolist() == [i for _, _, i in expected]
+        assert torch.equal(kept, boxes[indices])
+
+
 def test_indices_point_at_the_input_boxes(compiled_ops: None) -> None:
     boxes, scores = random_case(200, 10, seed=3)
     kept, kept_scores, classes, indices = fast_nms(boxes, scores, return_indices=True)
@@ -71,7 +147,7 @@ def test_kept_boxes_do_not_overlap_within_a_class(compiled_ops: None) -> None:
     assert (kept_scores[:-1] >= kept_scores[1:]).all()
     for c in classes.unique():
         same = kept[classes == c]
-        iou = jaccard(same, same).fill_diagonal_(0)
+        iou = box_iou(same, same).fill_diagonal_(0)
         # Fast NMS may also drop boxes whose suppressor was itself dropped, never keep overlaps.
         assert (iou <= 0.4).all()
 
@@ -109,7 +185,7 @@ def test_compiled_keep_matches_the_iou_matrix(compiled_ops: None) -> None:
     sorted_scores, idx = scores.sort(1, descending=True)
     cand = boxes[idx.reshape(-1)].view(3, 150, 4)
     keep = torch.ops.cuda_ext.fast_nms_keep(cand, sorted_scores, 0.5, 0.1)
-    iou_max = jaccard(cand, cand).triu_(diagonal=1).max(dim=1).values
+    iou_max = yolact_jaccard(cand, cand).triu_(diagonal=1).max(dim=1).values
     assert torch.equal(keep, (iou_max <= 0.5) & (sorted_scores > 0.1))
 
 
