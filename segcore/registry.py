@@ -1,9 +1,13 @@
 """The architecture registry.
 
-A registered builder is a callable ``builder(*, num_classes: int | None, **overrides) ->
-torch.nn.Module`` that returns the model in eval mode on the CPU; :func:`build` then loads
-``weights`` (a path or a state dict in the format users already have) and moves the model to
-``device``. Registering a name twice is an error.
+A registered builder is a callable taking only keyword arguments: ``num_classes: int |
+None`` (with the background; None: the architecture's own) and the architecture's settings,
+each typed (a ``TypedDict`` unpacked as keyword arguments, or explicit keyword-only
+parameters); an unknown keyword raises TypeError naming it. It returns the model
+(``torch.nn.Module``, float32, on the CPU) carrying ``class_names``; :func:`build` then
+loads ``weights`` (a path or a state dict in the format users already have) with the
+architecture's loader, puts the model in eval mode and moves it to ``device``. Registering a
+name twice is an error.
 """
 
 from __future__ import annotations
@@ -60,17 +64,18 @@ def build(
     num_classes: int | None = None,
     weights: str | Path | dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
+    fuse: bool = False,
+    channels_last: bool = False,
     **overrides: Any,
 ) -> torch.nn.Module:
-    """Build the architecture ``name`` in eval mode (see the module docstring).
+    """Build the architecture ``name`` in eval mode (see the module docstring);
+    ``overrides`` are its builder's settings.
 
-    Two overrides every architecture takes, for inference: ``fuse=True`` folds batch norms
+    Two options every architecture takes, for inference: ``fuse=True`` folds batch norms
     into the convolutions after the weights are loaded (same outputs up to float rounding,
     no longer trainable), and ``channels_last=True`` stores the weights channels-last, which
     oneDNN on CPU and tensor cores on GPU run faster.
     """
-    fuse = bool(overrides.pop("fuse", False))
-    channels_last = bool(overrides.pop("channels_last", False))
     try:
         builder, loader = _BUILDERS[name]
     except KeyError:

@@ -3,9 +3,10 @@ background, moving, rotating, scaling and occluding each other.
 
 ``scene(seed, num_frames, size=(H, W))`` yields ``(frame, target)`` per frame: ``frame`` is
 (H, W, 3) uint8 RGB and ``target`` holds ``labels`` (N,) int64, class indices into
-:data:`CLASSES` (the demo model's ids), and ``masks`` (N, H, W) bool, each object's visible
-pixels (occluded parts are not in its mask; a fully hidden object is left out). The same
-seed gives the same scene, frame for frame.
+:data:`CLASSES` (the demo model's classes, defined with its config in
+``segcore.models.yolact.demo``), and ``masks`` (N, H, W) bool, each object's visible pixels
+(occluded parts are not in its mask; a fully hidden object is left out). The same seed gives
+the same scene, frame for frame.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-CLASSES: tuple[str, ...] = ("disc", "square", "triangle", "star", "ring")
+from segcore.models.yolact.demo import CLASSES
 
 # Two tones per class and a texture (stripes, checks, dots, rings, plain).
 _PALETTE = {

@@ -1,4 +1,5 @@
-"""The architectures; importing this package registers them (no I/O, no device queries)."""
+"""The architectures; importing this package registers them and their backbones (no I/O,
+no device queries)."""
 
 from segcore.models import maskrcnn, yolact
 

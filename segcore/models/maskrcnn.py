@@ -9,7 +9,9 @@ the image (``segcore.ops.paste_masks``: every mask in one launch instead of one 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 from torch import Tensor, nn
 from torchvision.models import resnet50
@@ -23,6 +25,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from segcore.labels import BACKGROUND
 from segcore.models.weights import load_strict, read_state_dict
 from segcore.ops import multiscale_roi_align, paste_masks
 from segcore.registry import register
@@ -31,6 +34,43 @@ from segcore.registry import register
 COCO_CATEGORIES: list[str] = list(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
 
 _LEVELS = ["0", "1", "2", "3"]
+
+
+class MaskRCNNSettings(TypedDict, total=False):
+    """torchvision's ``MaskRCNN`` settings a builder passes on (sizes in pixels, thresholds
+    and counts per image; ``image_mean``/``image_std`` per RGB channel on the 0..1 scale)."""
+
+    min_size: int
+    max_size: int
+    image_mean: list[float]
+    image_std: list[float]
+    size_divisible: int
+    fixed_size: tuple[int, int]
+    rpn_pre_nms_top_n_train: int
+    rpn_pre_nms_top_n_test: int
+    rpn_post_nms_top_n_train: int
+    rpn_post_nms_top_n_test: int
+    rpn_nms_thresh: float
+    rpn_fg_iou_thresh: float
+    rpn_bg_iou_thresh: float
+    rpn_batch_size_per_image: int
+    rpn_positive_fraction: float
+    rpn_score_thresh: float
+    box_score_thresh: float
+    box_nms_thresh: float
+    box_detections_per_img: int
+    box_fg_iou_thresh: float
+    box_bg_iou_thresh: float
+    box_batch_size_per_image: int
+    box_positive_fraction: float
+    bbox_reg_weights: tuple[float, float, float, float]
+
+
+def _checked(name: str, settings: MaskRCNNSettings) -> MaskRCNNSettings:
+    unknown = sorted(set(settings) - set(MaskRCNNSettings.__annotations__))
+    if unknown:
+        raise TypeError(f"{name}: unknown settings {', '.join(unknown)}")
+    return settings
 
 
 class FusedMultiScaleRoIAlign(nn.Module):
@@ -111,7 +151,7 @@ def _finish(model: MaskRCNN) -> MaskRCNN:
     model.class_names = (
         COCO_CATEGORIES
         if classes == len(COCO_CATEGORIES)
-        else ["__background__", *(f"class_{i}" for i in range(1, classes))]
+        else [BACKGROUND, *(f"class_{i}" for i in range(1, classes))]
     )
     return model
 
@@ -137,8 +177,8 @@ def rename_legacy_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _load(what: str) -> Any:
-    def load(model: nn.Module, weights: Any) -> None:
+def _load(what: str) -> Callable[[nn.Module, str | Path | dict[str, Any]], None]:
+    def load(model: nn.Module, weights: str | Path | dict[str, Any]) -> None:
         state = read_state_dict(weights)
         expected = model.state_dict()
         renamed = rename_legacy_keys(state)
@@ -157,26 +197,32 @@ def maskrcnn_r50_fpn(
     num_classes: int | None = None,
     trainable_backbone_layers: int = 3,
     frozen_bn_eps: float = 0.0,
-    **kwargs: Any,
+    **settings: Unpack[MaskRCNNSettings],
 ) -> MaskRCNN:
     """torchvision's ``maskrcnn_resnet50_fpn`` as built for its COCO weights.
 
     The backbone's batch norms are frozen with ``frozen_bn_eps`` (0.0: what torchvision sets
-    when it loads its COCO_V1 weights); ``kwargs`` are torchvision's MaskRCNN settings
+    when it loads its COCO_V1 weights); ``settings`` are torchvision's MaskRCNN settings
     (``min_size``, ``max_size``, ``box_score_thresh``, ``box_detections_per_img``, ...).
     """
+    _checked("maskrcnn_r50_fpn", settings)
     backbone = _backbone(FrozenBatchNorm2d, None, trainable_backbone_layers)
     for module in backbone.modules():
         if isinstance(module, FrozenBatchNorm2d):
             module.eps = frozen_bn_eps
-    return _finish(MaskRCNN(backbone, num_classes=num_classes or 91, **kwargs))
+    return _finish(MaskRCNN(backbone, num_classes=num_classes or 91, **settings))
 
 
 @register("maskrcnn_r50_fpn_v2", loader=_load("maskrcnn_r50_fpn_v2"), input_side=800)
 def maskrcnn_r50_fpn_v2(
-    *, num_classes: int | None = None, trainable_backbone_layers: int = 3, **kwargs: Any
+    *,
+    num_classes: int | None = None,
+    trainable_backbone_layers: int = 3,
+    **settings: Unpack[MaskRCNNSettings],
 ) -> MaskRCNN:
-    """torchvision's ``maskrcnn_resnet50_fpn_v2`` (batch norm in FPN and heads, 2-conv RPN)."""
+    """torchvision's ``maskrcnn_resnet50_fpn_v2`` (batch norm in FPN and heads, 2-conv RPN);
+    ``settings`` as for ``maskrcnn_r50_fpn``."""
+    _checked("maskrcnn_r50_fpn_v2", settings)
     backbone = _backbone(nn.BatchNorm2d, nn.BatchNorm2d, trainable_backbone_layers)
     anchors = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
     model = MaskRCNN(
@@ -186,9 +232,15 @@ def maskrcnn_r50_fpn_v2(
         rpn_head=RPNHead(256, anchors.num_anchors_per_location()[0], conv_depth=2),
         box_head=FastRCNNConvFCHead((256, 7, 7), [256] * 4, [1024], norm_layer=nn.BatchNorm2d),
         mask_head=MaskRCNNHeads(256, [256] * 4, 1, norm_layer=nn.BatchNorm2d),
-        **kwargs,
+        **settings,
     )
     return _finish(model)
 
 
-__all__ = ["COCO_CATEGORIES", "FusedMultiScaleRoIAlign", "FusedTransform", "rename_legacy_keys"]
+__all__ = [
+    "COCO_CATEGORIES",
+    "FusedMultiScaleRoIAlign",
+    "FusedTransform",
+    "MaskRCNNSettings",
+    "rename_legacy_keys",
+]

@@ -222,3 +222,21 @@ def test_one_training_step_lowers_the_loss(compiled_ops: None, name: str) -> Non
     with torch.no_grad():
         after = total()
     assert after.item() < before.item()
+
+
+def test_unknown_setting_is_named() -> None:
+    with pytest.raises(TypeError, match="maskrcnn_r50_fpn_v2: unknown settings min_sise"):
+        segcore.build("maskrcnn_r50_fpn_v2", min_sise=320)
+
+
+def test_typed_settings_are_torchvisions() -> None:
+    import inspect
+
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from segcore.models.maskrcnn import MaskRCNNSettings
+
+    accepted = set(inspect.signature(MaskRCNN.__init__).parameters)
+    accepted |= set(inspect.signature(GeneralizedRCNNTransform.__init__).parameters)
+    assert set(MaskRCNNSettings.__annotations__) <= accepted

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,70 +15,69 @@ from segcore.models.yolact import Yolact, decode
 
 NAMES = ["yolact_plus_r101", "yolact_plus_r50", "yolact_r101", "yolact_r50"]
 
+#: Key -> shape of the official modules per variant; the file says where it comes from.
+OFFICIAL = json.loads((Path(__file__).parent / "yolact_official_keys.json").read_text())
 
-def official_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A state dict as the official checkpoints store it: our keys are the official ones; the
-    files also carry a stray ``backbone.layer*`` entry and a third FPN downsample layer that
-    the official loader drops, and no ``num_batches_tracked``."""
-    state = {k: v.clone() for k, v in model.state_dict().items() if "num_batches_tracked" not in k}
+
+def official_keys(name: str) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v) for k, v in OFFICIAL["variants"][name]["keys"].items()}
+
+
+def official_state(name: str, values: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """A checkpoint with the official keys and shapes of ``name`` (from the manifest, not from
+    our model): the values of ``values``' entries of the same key (random ones without it).
+    Like the official files, it also carries a stray ``backbone.layer*`` entry and a third
+    FPN downsample layer that the official loader drops, and no ``num_batches_tracked``."""
+    ours = values.state_dict() if values is not None else {}
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in official_keys(name).items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if values is None:
+            state[key] = torch.randn(shape, generator=gen)
+        else:
+            assert key in ours, f"our {name} has no {key}"
+            state[key] = ours[key].clone()
     state["backbone.layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
     state["fpn.downsample_layers.2.weight"] = torch.zeros(256, 256, 3, 3)
     state["fpn.downsample_layers.2.bias"] = torch.zeros(256)
     return state
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        (
-            "yolact_r101",
-            {
-                "backbone.conv1.weight": (64, 3, 7, 7),
-                "backbone.layers.2.22.conv3.weight": (1024, 256, 1, 1),
-                "backbone.layers.3.0.downsample.0.weight": (2048, 1024, 1, 1),
-                "fpn.lat_layers.0.weight": (256, 2048, 1, 1),
-                "fpn.lat_layers.2.weight": (256, 512, 1, 1),
-                "fpn.pred_layers.1.weight": (256, 256, 3, 3),
-                "fpn.downsample_layers.1.weight": (256, 256, 3, 3),
-                "proto_net.8.weight": (256, 256, 3, 3),
-                "proto_net.10.weight": (32, 256, 1, 1),
-                "prediction_layers.0.upfeature.0.weight": (256, 256, 3, 3),
-                "prediction_layers.0.bbox_layer.weight": (12, 256, 3, 3),
-                "prediction_layers.0.conf_layer.weight": (243, 256, 3, 3),
-                "prediction_layers.0.mask_layer.weight": (96, 256, 3, 3),
-                "semantic_seg_conv.weight": (80, 256, 1, 1),
-            },
-        ),
-        (
-            "yolact_plus_r101",
-            {
-                "backbone.layers.1.0.conv2.weight": (128, 128, 3, 3),
-                "backbone.layers.1.0.conv2.bias": (128,),
-                "backbone.layers.1.0.conv2.conv_offset_mask.weight": (27, 128, 3, 3),
-                "backbone.layers.1.3.conv2.conv_offset_mask.bias": (27,),
-                "backbone.layers.2.21.conv2.conv_offset_mask.weight": (27, 256, 3, 3),
-                "backbone.layers.3.0.conv2.conv_offset_mask.weight": (27, 512, 3, 3),
-                "prediction_layers.0.conf_layer.weight": (729, 256, 3, 3),
-                "prediction_layers.0.mask_layer.weight": (288, 256, 3, 3),
-                "maskiou_net.maskiou_net.0.weight": (8, 1, 3, 3),
-                "maskiou_net.maskiou_net.10.weight": (80, 128, 1, 1),
-            },
-        ),
-        (
-            "yolact_plus_r50",
-            {
-                "backbone.layers.1.1.conv2.conv_offset_mask.weight": (27, 128, 3, 3),
-                "backbone.layers.2.5.conv2.conv_offset_mask.weight": (27, 256, 3, 3),
-                "backbone.layers.3.2.conv2.conv_offset_mask.weight": (27, 512, 3, 3),
-            },
-        ),
-    ],
-)
-def test_official_key_names_and_shapes(name: str, expected: dict[str, tuple[int, ...]]) -> None:
-    state = segcore.build(name).state_dict()
-    for key, shape in expected.items():
-        assert key in state, key
-        assert tuple(state[key].shape) == shape, key
+def test_the_manifest_lists_every_variant() -> None:
+    assert sorted(OFFICIAL["variants"]) == sorted(NAMES)
+    assert "dbolya/yolact" in OFFICIAL["source"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keys_and_shapes_equal_the_official_modules(name: str) -> None:
+    ours = {k: tuple(v.shape) for k, v in segcore.build(name).state_dict().items()}
+    official = official_keys(name)
+    assert sorted(set(ours) - set(official)) == []
+    assert sorted(set(official) - set(ours)) == []
+    assert {k: s for k, s in ours.items() if official[k] != s} == {}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_checkpoint_of_the_official_layout_loads(name: str) -> None:
+    state = official_state(name)
+    model = segcore.build(name, weights=state)
+    loaded = model.state_dict()
+    for key, value in state.items():
+        if key.startswith("backbone.layer1.") or key.startswith("fpn.downsample_layers.2."):
+            assert key not in loaded  # dropped, as the official loader does
+        else:
+            assert torch.equal(loaded[key], value), key
+
+
+def test_official_batch_norm_counters_load_too() -> None:
+    state = official_state("yolact_r50")
+    counters = [k for k in official_keys("yolact_r50") if k.endswith("num_batches_tracked")]
+    assert counters
+    state.update({k: torch.tensor(7) for k in counters})
+    loaded = segcore.build("yolact_r50", weights=state).state_dict()
+    assert all(int(loaded[k]) == 7 for k in counters)
 
 
 def test_deformable_blocks_follow_the_interval() -> None:
@@ -105,7 +107,7 @@ def _confident(model: Yolact, seed: int) -> Yolact:
 @pytest.mark.parametrize("name", ["yolact_r50", "yolact_plus_r50"])
 def test_official_checkpoint_layout_loads_and_infers(compiled_ops: None, name: str) -> None:
     source = _confident(segcore.build(name), seed=1)
-    model = segcore.build(name, weights=official_state(source))
+    model = segcore.build(name, weights=official_state(name, source))
     images = [torch.rand(3, 240, 320), torch.rand(3, 200, 150)]
     with torch.inference_mode():
         ours, theirs = model(images), source(images)
@@ -191,7 +193,7 @@ def test_postprocessing_equals_the_official(compiled_ops: None) -> None:
 
 
 def test_unknown_and_missing_keys_are_named() -> None:
-    state = official_state(segcore.build("yolact_r50"))
+    state = official_state("yolact_r50")
     state["prediction_layers.1.bbox_layer.weight"] = torch.zeros(12, 256, 3, 3)
     del state["proto_net.10.bias"]
     with pytest.raises(WeightsError) as err:
@@ -201,7 +203,7 @@ def test_unknown_and_missing_keys_are_named() -> None:
 
 
 def test_plus_weights_do_not_load_into_yolact() -> None:
-    state = official_state(segcore.build("yolact_plus_r50"))
+    state = official_state("yolact_plus_r50")
     with pytest.raises(WeightsError, match="conv_offset_mask"):
         segcore.build("yolact_r50", weights=state)
 
@@ -266,3 +268,19 @@ def test_backbone_depths(compiled_ops: None, depth: int, channels: int) -> None:
 def test_unknown_setting_is_named() -> None:
     with pytest.raises(TypeError, match="unknown settings mask_dimm"):
         segcore.build("yolact_r50", mask_dimm=16)
+
+
+def test_builder_settings_are_the_config_fields_with_their_types() -> None:
+    from typing import get_type_hints
+
+    from segcore.models.yolact import YolactConfig, YolactSettings
+
+    config = get_type_hints(YolactConfig)
+    settings = get_type_hints(YolactSettings)
+    del config["num_classes"]  # a builder argument of its own
+    assert settings == config
+
+
+def test_unknown_depth_is_named() -> None:
+    with pytest.raises(ValueError, match="resnet152"):
+        segcore.build("yolact_r50", depth=152)
