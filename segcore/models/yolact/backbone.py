@@ -169,53 +169,27 @@ class ResNetBackbone(nn.Module):
         return outs
 
 
-@register_backbone("resnet18")
-def resnet18(
-    *,
-    width: int = 64,
-    dcn_layers: tuple[int, int, int, int] = (0, 0, 0, 0),
-    dcn_interval: int = 1,
-) -> ResNetBackbone:
-    """ResNet-18 (basic blocks 2, 2, 2, 2); ``width`` channels in the first stage."""
-    return ResNetBackbone(
-        BasicBlock, (2, 2, 2, 2), width=width, dcn_layers=dcn_layers, dcn_interval=dcn_interval
-    )
+def _resnet(
+    name: str, block: type[BasicBlock] | type[Bottleneck], counts: tuple[int, int, int, int]
+) -> None:
+    """Register ``name``: a ResNet of ``block``s, ``counts`` of them per stage."""
+
+    def build(
+        *,
+        width: int = 64,
+        dcn_layers: tuple[int, int, int, int] = (0, 0, 0, 0),
+        dcn_interval: int = 1,
+    ) -> ResNetBackbone:
+        return ResNetBackbone(
+            block, counts, width=width, dcn_layers=dcn_layers, dcn_interval=dcn_interval
+        )
+
+    kind = "basic blocks" if block is BasicBlock else "bottlenecks"
+    build.__doc__ = f"{name} ({kind} {counts}); ``width`` channels in the first stage."
+    register_backbone(name)(build)
 
 
-@register_backbone("resnet34")
-def resnet34(
-    *,
-    width: int = 64,
-    dcn_layers: tuple[int, int, int, int] = (0, 0, 0, 0),
-    dcn_interval: int = 1,
-) -> ResNetBackbone:
-    """ResNet-34 (basic blocks 3, 4, 6, 3); ``width`` channels in the first stage."""
-    return ResNetBackbone(
-        BasicBlock, (3, 4, 6, 3), width=width, dcn_layers=dcn_layers, dcn_interval=dcn_interval
-    )
-
-
-@register_backbone("resnet50")
-def resnet50(
-    *,
-    width: int = 64,
-    dcn_layers: tuple[int, int, int, int] = (0, 0, 0, 0),
-    dcn_interval: int = 1,
-) -> ResNetBackbone:
-    """ResNet-50 (bottlenecks 3, 4, 6, 3); ``width`` channels in the first stage."""
-    return ResNetBackbone(
-        Bottleneck, (3, 4, 6, 3), width=width, dcn_layers=dcn_layers, dcn_interval=dcn_interval
-    )
-
-
-@register_backbone("resnet101")
-def resnet101(
-    *,
-    width: int = 64,
-    dcn_layers: tuple[int, int, int, int] = (0, 0, 0, 0),
-    dcn_interval: int = 1,
-) -> ResNetBackbone:
-    """ResNet-101 (bottlenecks 3, 4, 23, 3); ``width`` channels in the first stage."""
-    return ResNetBackbone(
-        Bottleneck, (3, 4, 23, 3), width=width, dcn_layers=dcn_layers, dcn_interval=dcn_interval
-    )
+_resnet("resnet18", BasicBlock, (2, 2, 2, 2))
+_resnet("resnet34", BasicBlock, (3, 4, 6, 3))
+_resnet("resnet50", Bottleneck, (3, 4, 6, 3))
+_resnet("resnet101", Bottleneck, (3, 4, 23, 3))
