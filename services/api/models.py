@@ -3,6 +3,8 @@ writes the OpenAPI document from the same definitions)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.health import StreamStatus
@@ -48,17 +50,8 @@ class Health(BaseModel):
     @classmethod
     def of(cls, status: StreamStatus) -> Health:
         """What a client is shown of a status hash: its message with credentials masked."""
-        return cls(
-            state=status.state,
-            reason=status.reason,
-            message=redact(status.message),
-            reconnects=status.reconnects,
-            frames=status.frames,
-            last_frame_at=status.last_frame_at,
-            fps=status.fps,
-            worker=status.worker,
-            updated_at=status.updated_at,
-        )
+        shown = {k: v for k, v in dataclasses.asdict(status).items() if k in cls.model_fields}
+        return cls(**{**shown, "message": redact(status.message)})
 
 
 class StreamOut(BaseModel):
