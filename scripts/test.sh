@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (scripts/bootstrap.sh), compiles the ops with
-# their CUDA sources, then runs ruff, mypy and every test tier (unit, integration against a
-# real Kafka broker and Redis server it starts, gpu: skipped with its reason without CUDA).
+# The whole test suite: installs what it needs (scripts/bootstrap.sh, which also fetches the
+# deploy tier's kustomize, CRD schemas and linters with scripts/k8s-tools.sh), compiles the ops
+# with their CUDA sources, then runs ruff, mypy and every test tier (unit; deploy, which fails
+# on a missing tool; integration against a real Kafka broker and Redis server it starts; gpu:
+# skipped with its reason without CUDA).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

