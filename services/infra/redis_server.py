@@ -1,4 +1,9 @@
-"""Debian's redis-server on loopback, password required."""
+"""Debian's redis-server on loopback, password required, with an append-only file.
+
+Persistence: AOF (``appendonly yes``, ``appendfsync everysec``) under ``<run>/redis``, so a
+restart keeps the mask events and the streams' status hashes (a crash loses at most the last
+second of writes); no RDB snapshots (``save ""``): the AOF alone is the data.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,27 @@ from services.common.redis import local_password_file, make_redis, redis_passwor
 from services.common.settings import Settings
 from services.infra.errors import InfraError
 from services.infra.process import ManagedProcess, wait_until
+
+
+def redis_config(settings: Settings, home: Path, password: str) -> str:
+    """The redis.conf of the local server: loopback, the password, data under ``home``
+    (the append-only files in ``home/appendonly``), in the foreground, logging to stdout."""
+    return "\n".join(
+        [
+            f"bind {settings.host}",
+            f"port {settings.redis_port}",
+            "protected-mode yes",
+            f'requirepass "{password}"',
+            f'dir "{home}"',
+            'save ""',
+            "appendonly yes",
+            "appendfsync everysec",
+            'appenddirname "appendonly"',
+            "daemonize no",
+            'logfile ""',
+            "",
+        ]
+    )
 
 
 class RedisServer:
@@ -55,22 +81,7 @@ class RedisServer:
         # The password lives in a 0600 file, not on the command line where `ps` shows it.
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(
-                "\n".join(
-                    [
-                        f"bind {self.settings.host}",
-                        f"port {self.settings.redis_port}",
-                        "protected-mode yes",
-                        f'requirepass "{self._password()}"',
-                        f'dir "{self.home}"',
-                        'save ""',
-                        "appendonly no",
-                        "daemonize no",
-                        'logfile ""',
-                        "",
-                    ]
-                )
-            )
+            fh.write(redis_config(self.settings, self.home, self._password()))
         self.proc.start([binary, str(conf)])
 
     def ready(self) -> bool:

@@ -580,3 +580,73 @@ def reference_problems(objects: list[Obj]) -> list[str]:
         elif (namespace_of(obj), cluster) not in kafkas:
             problems.append(f"{ident(obj)}: strimzi.io/cluster {cluster!r} names no Kafka here")
     return problems
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    """The value after ``--name`` in a command line (redis-server's options), else None."""
+    for index, arg in enumerate(args[:-1]):
+        if arg == f"--{name}":
+            return args[index + 1]
+    return None
+
+
+def redis_persistence_problems(objects: list[Obj]) -> list[str]:
+    """Redis keeps its data: a StatefulSet running redis-server with an append-only file
+    fsynced every second (``--appendonly yes --appendfsync everysec``) in a directory on a
+    volume from its volumeClaimTemplates."""
+    problems: list[str] = []
+    found = False
+    for workload in of_kind(objects, "StatefulSet", "Deployment"):
+        for container in containers(workload):
+            if not str(container.get("image", "")).split("/")[-1].startswith("redis"):
+                continue
+            found = True
+            where = f"{ident(workload)} container {container.get('name')}"
+            command = [*(container.get("command") or []), *(container.get("args") or [])]
+            args = [str(a) for a in command]
+            if _flag(args, "appendonly") != "yes":
+                problems.append(f"{where}: no --appendonly yes")
+            if _flag(args, "appendfsync") != "everysec":
+                problems.append(f"{where}: no --appendfsync everysec")
+            data_dir = _flag(args, "dir")
+            claims = {
+                name_of(t)
+                for t in (workload.get("spec") or {}).get("volumeClaimTemplates") or []
+                if workload.get("kind") == "StatefulSet"
+            }
+            mounts = {
+                str(m.get("mountPath")): str(m.get("name"))
+                for m in container.get("volumeMounts") or []
+            }
+            if data_dir is None or mounts.get(data_dir) not in claims:
+                problems.append(
+                    f"{where}: its --dir {data_dir} is not a volume from a volumeClaimTemplate"
+                )
+    if not found:
+        problems.append("no workload runs a redis image")
+    return problems
+
+
+def kafka_listener_problems(objects: list[Obj]) -> list[str]:
+    """Every listener of every Kafka admits only listed peers (``networkPolicyPeers``, which
+    Strimzi turns into a NetworkPolicy), and the peers admit the pods of every Deployment
+    (the API, ingest and segment workers all use Kafka). The registry topic carries camera
+    credentials; an empty peer list would admit any pod of the cluster."""
+    problems: list[str] = []
+    deployments = of_kind(objects, "Deployment")
+    for kafka in of_kind(objects, "Kafka"):
+        for listener in ((kafka.get("spec") or {}).get("kafka") or {}).get("listeners") or []:
+            where = f"{ident(kafka)} listener {listener.get('name')}"
+            peers = listener.get("networkPolicyPeers") or []
+            if not peers:
+                problems.append(f"{where}: no networkPolicyPeers: every pod may connect")
+                continue
+            for deployment in deployments:
+                admitted = any(
+                    "namespaceSelector" not in peer
+                    and selects(peer.get("podSelector"), pod_labels(deployment))
+                    for peer in peers
+                )
+                if not admitted:
+                    problems.append(f"{where}: does not admit the pods of {ident(deployment)}")
+    return problems

@@ -109,6 +109,14 @@ def test_references_resolve(rendered: Rendered) -> None:
     fail_on(k.reference_problems(rendered.require()), "dangling reference(s)")
 
 
+def test_redis_keeps_its_data(rendered: Rendered) -> None:
+    fail_on(k.redis_persistence_problems(rendered.require()), "Redis persistence problem(s)")
+
+
+def test_kafka_admits_only_segstream_pods(rendered: Rendered) -> None:
+    fail_on(k.kafka_listener_problems(rendered.require()), "Kafka listener problem(s)")
+
+
 def test_gpu_overlay_runs_its_own_segment_image(kustomize: Path, deploy_root: Path) -> None:
     """The gpu overlay's segment workers do not run the cpu overlay's image."""
     images = {
@@ -307,3 +315,56 @@ def test_strict_schema_keeps_open_objects_open() -> None:
     assert "additionalProperties" not in strict["properties"]["config"]
     assert strict["properties"]["labels"]["additionalProperties"] == {"type": "string"}
     assert strict["properties"]["name"]["type"] == ["string", "null"]
+
+
+def test_redis_persistence_check() -> None:
+    redis: Obj = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "redis", "namespace": "ns"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "redis",
+                            "image": "redis:7.4.1-alpine",
+                            "args": [
+                                "--appendonly",
+                                "yes",
+                                "--appendfsync",
+                                "everysec",
+                                "--dir",
+                                "/data",
+                            ],
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        }
+                    ]
+                }
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+        },
+    }
+    assert k.redis_persistence_problems([redis]) == []
+    no_fsync = copy.deepcopy(redis)
+    no_fsync["spec"]["template"]["spec"]["containers"][0]["args"] = ["--appendonly", "yes"]
+    no_fsync["spec"]["template"]["spec"]["containers"][0]["args"] += ["--dir", "/data"]
+    assert "appendfsync" in " ".join(k.redis_persistence_problems([no_fsync]))
+    no_claim = copy.deepcopy(redis)
+    no_claim["spec"]["volumeClaimTemplates"] = []
+    assert "volumeClaimTemplate" in " ".join(k.redis_persistence_problems([no_claim]))
+    assert k.redis_persistence_problems([GOOD_API]) == ["no workload runs a redis image"]
+
+
+def test_kafka_listener_check() -> None:
+    kafka: Obj = {
+        "kind": "Kafka",
+        "metadata": {"name": "k", "namespace": "ns"},
+        "spec": {"kafka": {"listeners": [{"name": "plain", "port": 9092}]}},
+    }
+    assert "every pod may connect" in " ".join(k.kafka_listener_problems([kafka, GOOD_API]))
+    listener = kafka["spec"]["kafka"]["listeners"][0]
+    listener["networkPolicyPeers"] = [{"podSelector": {"matchLabels": {"app": "segment"}}}]
+    assert "does not admit" in " ".join(k.kafka_listener_problems([kafka, GOOD_API]))
+    listener["networkPolicyPeers"].append({"podSelector": {"matchLabels": {"app": "api"}}})
+    assert k.kafka_listener_problems([kafka, GOOD_API]) == []

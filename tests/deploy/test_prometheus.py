@@ -89,6 +89,7 @@ def test_alerts_have_severity_summary_description_and_runbook() -> None:
         "StreamDown",
         "StreamStalled",
         "ConsumerLagGrowing",
+        "StreamEventsStale",
         "LatencyObjectiveBurning",
         "WorkerRestarting",
     }
