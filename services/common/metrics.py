@@ -9,6 +9,8 @@ and the benchmarks' one parser, prometheus_client's own).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -24,7 +26,7 @@ from services.common.frames import DeadLetter, Dropped
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-STATES = ("connecting", "running", "stalled", "backoff", "error", "finished")
+STATES = ("pending", "connecting", "running", "stalled", "backoff", "error", "finished")
 
 
 class PipelineMetrics:
@@ -74,6 +76,15 @@ class PipelineMetrics:
         )
         for state in STATES:
             self.streams.labels(state)
+        self.stream_staleness = Gauge(
+            "segstream_stream_staleness_seconds",
+            "How far a running stream's newest mask event in Redis trails now (its capture "
+            "time; since the stream started running while it has none), per stream its "
+            "ingest worker owns",
+            ["stream"],
+            registry=r,
+        )
+        self._stale_streams: set[str] = set()
         # segment
         self.frames_consumed = counter(
             "segstream_frames_consumed_total", "Frames read from Kafka", ["model"]
@@ -123,7 +134,8 @@ class PipelineMetrics:
         )
         self.consumer_lag = Gauge(
             "segstream_consumer_lag",
-            "Frames in Kafka not yet consumed by this worker",
+            "Frames in Kafka not yet consumed by this worker: end offsets of its partitions "
+            "(read every few seconds) minus its positions",
             ["model"],
             registry=r,
         )
@@ -159,7 +171,8 @@ class PipelineMetrics:
         """Create a segment worker's series at 0, so rate() sees their first increments."""
         for family in (self.frames_consumed, self.events_published, self.duplicates):
             family.labels(model)
-        self.frames_dropped.labels(model, Dropped.LATENCY_BUDGET)
+        for dropped in (Dropped.LATENCY_BUDGET, Dropped.UNREGISTERED):
+            self.frames_dropped.labels(model, dropped)
         for reason in DeadLetter:
             self.dlq.labels(model, reason)
 
@@ -167,6 +180,16 @@ class PipelineMetrics:
         """Create an ingest stream's series at 0 (see ``start_model``)."""
         for family in (self.frames_decoded, self.frames_sampled, self.reconnects):
             family.labels(stream)
+
+    def set_staleness(self, values: Mapping[str, float | None]) -> None:
+        """``segstream_stream_staleness_seconds`` of the streams in ``values`` (stream id ->
+        seconds); a stream absent or None (not running, no longer owned) loses its series."""
+        shown = {stream: value for stream, value in values.items() if value is not None}
+        for stream in self._stale_streams - shown.keys():
+            self.stream_staleness.remove(stream)
+        for stream, value in shown.items():
+            self.stream_staleness.labels(stream).set(value)
+        self._stale_streams = set(shown)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on (host, port); port 0 picks a free one. Returns the port."""

@@ -101,6 +101,37 @@ return 1
 """
 
 
+# Error replies about the server's state rather than the command (memory, a read-only replica,
+# failed persistence, loading, a busy script, a lost primary, permissions): they pass, so a
+# publish waits for them. Any other error reply (an entry id Redis rejects, a key holding
+# another type) is about the record, and no retry changes it.
+SERVER_STATE_CODES = frozenset(
+    {
+        "OOM",
+        "READONLY",
+        "MISCONF",
+        "LOADING",
+        "BUSY",
+        "NOSCRIPT",
+        "MASTERDOWN",
+        "NOREPLICAS",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "NOAUTH",
+        "NOPERM",
+        "WRONGPASS",
+        "EXECABORT",
+    }
+)
+
+
+def refuses_record(error: redis.ResponseError) -> bool:
+    """Whether an error reply refuses the command's record (True) or reflects the server's
+    state (False: retry later)."""
+    code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
+    return code not in SERVER_STATE_CODES
+
+
 def entry_id(captured_at: float, seq: int) -> str:
     """The Redis stream entry id of a frame's event: capture time in ms, then seq."""
     return f"{int(captured_at * 1000)}-{seq}"
@@ -108,7 +139,7 @@ def entry_id(captured_at: float, seq: int) -> str:
 
 class EventPublisher:
     """Publishes encoded events (stream entry, pub/sub, latest key) in one round trip per
-    batch; tells which were new and which were already there."""
+    batch; tells which were new, which were already there and which Redis refused."""
 
     def __init__(
         self, client: redis.Redis, maxlen: int, latest_ttl_s: int = 3600, frames: int = 0
@@ -121,9 +152,15 @@ class EventPublisher:
 
     def publish(
         self, events: list[tuple[str, str, bytes]], jpegs: list[bytes] | None = None
-    ) -> list[bool]:
+    ) -> list[bool | redis.ResponseError]:
         """``events``: (stream id, entry id, payload), with each one's JPEG frame kept for
-        viewers when ``frames`` > 0. True where the event was new."""
+        viewers when ``frames`` > 0. Per event: True where it was new, False where it was
+        there already, the error reply where Redis refused that event (:func:`refuses_record`;
+        the others of the batch are published all the same).
+
+        Raises ``redis.ConnectionError``/``TimeoutError`` when Redis is unreachable, and the
+        ``ResponseError`` of a refusal that reflects the server's state: the caller retries
+        the batch (events published meanwhile come back False)."""
         pipe = self.client.pipeline(transaction=False)
         for index, (stream_id, entry, payload) in enumerate(events):
             keep = self.frames if jpegs is not None else 0
@@ -139,4 +176,14 @@ class EventPublisher:
                 ],
                 client=pipe,
             )
-        return [bool(r) for r in pipe.execute()]
+        out: list[bool | redis.ResponseError] = []
+        for reply in pipe.execute(raise_on_error=False):
+            if isinstance(reply, redis.ResponseError):
+                if not refuses_record(reply):
+                    raise reply
+                out.append(reply)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                out.append(bool(reply))
+        return out

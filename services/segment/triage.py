@@ -1,5 +1,6 @@
-"""The segment worker's first step on a polled batch, pure: which records are past their
-latency budget, which cannot be read (for the dead-letter topic) and which to segment.
+"""The segment worker's first step on a polled batch, pure: which frames are dropped (their
+stream is not registered, or they are past their latency budget), which records cannot be
+read (for the dead-letter topic) and which to segment.
 
 Records are anything with the ``key``, ``value`` and ``headers`` of a kafka-python
 ``ConsumerRecord``; nothing here talks to Kafka or Redis.
@@ -7,12 +8,20 @@ Records are anything with the ``key``, ``value`` and ``headers`` of a kafka-pyth
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from services.common.events import DecodeError
-from services.common.frames import DeadLetter, Dropped, FrameMessage, decode_frame
+from services.common.frames import (
+    DEFAULT_LIMITS,
+    DeadLetter,
+    Dropped,
+    FrameLimits,
+    FrameMessage,
+    FrameTooLarge,
+    decode_frame,
+)
 from services.segment.infer import Item
 
 
@@ -33,7 +42,7 @@ R = TypeVar("R", bound=FrameRecord)
 
 
 @dataclass(frozen=True)
-class Stale:
+class Drop:
     """A frame dropped unsegmented."""
 
     message: FrameMessage
@@ -50,9 +59,11 @@ class Bad(Generic[R]):
 
 
 @dataclass(frozen=True)
-class Ready:
-    """A frame to segment: the decoded item and its JPEG bytes (kept for viewers)."""
+class Ready(Generic[R]):
+    """A frame to segment: its record (for the dead-letter topic, should Redis refuse its
+    event), the decoded item and its JPEG bytes (kept for viewers)."""
 
+    record: R
     item: Item
     jpeg: bytes
 
@@ -61,29 +72,42 @@ class Ready:
 class Triage(Generic[R]):
     """What a batch holds; every list keeps the batch's record order."""
 
-    stale: list[Stale] = field(default_factory=list)
+    dropped: list[Drop] = field(default_factory=list)
     bad: list[Bad[R]] = field(default_factory=list)
-    ready: list[Ready] = field(default_factory=list)
+    ready: list[Ready[R]] = field(default_factory=list)
 
 
-def triage(records: Iterable[R], now: float) -> Triage[R]:
+def triage(
+    records: Iterable[R],
+    now: float,
+    *,
+    registered: Container[str],
+    limits: FrameLimits = DEFAULT_LIMITS,
+) -> Triage[R]:
     """Sort polled frame records at wall-clock time ``now`` (epoch seconds).
 
-    A record whose key or headers do not decode is bad (``malformed``); a frame whose
-    ``now - captured_at`` exceeds its ``budget_ms`` is stale (``latency-budget``; its image
-    is not decoded); a frame whose image does not decode to the size in its headers is bad
-    (``bad-image``); the rest are ready, their images (H, W, 3) uint8 RGB and their
-    ``frame_size`` (width, height) the source frame's.
+    A record whose key or headers do not decode is bad (``malformed``), one whose sizes are
+    past ``limits`` too (``too-large``); a frame of a stream id not in ``registered`` is
+    dropped (``unregistered``), and so is one whose ``now - captured_at`` exceeds its
+    ``budget_ms`` (``latency-budget``), their images not decoded; a frame whose image does
+    not decode to the size in its headers is bad (``bad-image``); the rest are ready, their
+    images (H, W, 3) uint8 RGB and their ``frame_size`` (width, height) the source frame's.
     """
     out: Triage[R] = Triage()
     for record in records:
         try:
-            message = decode_frame(record.key, record.value, record.headers or [])
+            message = decode_frame(record.key, record.value, record.headers or [], limits)
+        except FrameTooLarge as exc:
+            out.bad.append(Bad(record, DeadLetter.TOO_LARGE, str(exc)))
+            continue
         except DecodeError as exc:
             out.bad.append(Bad(record, DeadLetter.MALFORMED, str(exc)))
             continue
+        if message.stream_id not in registered:
+            out.dropped.append(Drop(message, Dropped.UNREGISTERED))
+            continue
         if message.budget_ms is not None and now - message.captured_at > message.budget_ms / 1e3:
-            out.stale.append(Stale(message, Dropped.LATENCY_BUDGET))
+            out.dropped.append(Drop(message, Dropped.LATENCY_BUDGET))
             continue
         try:
             rgb = message.image()
@@ -98,5 +122,5 @@ def triage(records: Iterable[R], now: float) -> Triage[R]:
             rgb,
             message.frame_size,
         )
-        out.ready.append(Ready(item, message.data))
+        out.ready.append(Ready(record, item, message.data))
     return out

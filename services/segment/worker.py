@@ -3,13 +3,16 @@
 
 Each cycle takes a batch across streams (up to ``batch_size`` frames, or whatever arrived
 within ``batch_deadline_ms`` of the first: no stream, dead or alive, holds a batch back) and
-sorts it with :func:`~services.segment.triage.triage` (pure): frames older than their
-stream's latency budget are dropped (counted by reason), records that cannot be parsed go to
-``segstream.dlq`` with the reason, the rest are segmented. It publishes one event per frame
-to Redis (stream entry with an id derived from capture time and seq, pub/sub channel, latest
-key; a redelivered frame's entry exists already and is not published again) and only then
-commits the offsets: at-least-once delivery, exactly-once events. Redis or Kafka going away
-stalls the cycle until they answer; the worker itself never needs a restart.
+sorts it with :func:`~services.segment.triage.triage` (pure): frames of streams the registry
+does not hold and frames older than their stream's latency budget are dropped (counted by
+reason), records that cannot be parsed or are past the frame limits go to ``segstream.dlq``
+with the reason, the rest are segmented. It publishes one event per frame to Redis (stream
+entry with an id derived from capture time and seq, pub/sub channel, latest key; a
+redelivered frame's entry exists already and is not published again; a frame whose event
+Redis refuses goes to the DLQ) and only then commits the batch's offsets: at-least-once
+delivery, exactly-once events. Only offsets of batches handled to the end are ever committed,
+however the worker stops. Redis or Kafka going away stalls the cycle until they answer; the
+worker itself never needs a restart.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from typing import Any
 
 import redis
 import torch
+from kafka import TopicPartition
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 from torch import nn
 
 import segcore
+from services.api.table import StreamTable
 from services.common.events import encode_event
-from services.common.frames import DeadLetter
+from services.common.frames import DeadLetter, FrameLimits
 from services.common.kafka import (
     base_topics,
     bootstrap_topics,
@@ -46,7 +52,8 @@ from services.common.metrics import PipelineMetrics
 from services.common.redis import EventPublisher, entry_id, make_redis
 from services.common.settings import Settings
 from services.segment.infer import class_names, infer, to_events
-from services.segment.triage import triage
+from services.segment.lag import BrokerEndOffsets, EndOffsets, consumer_lag
+from services.segment.triage import Ready, triage
 
 log = logging.getLogger("segstream.segment")
 
@@ -64,6 +71,7 @@ class SegmentOptions:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 2_000
     max_poll_interval_ms: int = 300_000
+    registry_sync_s: float = 10.0  # how long an unknown stream id waits for the registry view
 
 
 class SegmentWorker:
@@ -97,6 +105,10 @@ class SegmentWorker:
             self.redis, settings.redis_stream_maxlen, frames=settings.preview_frames
         )
         self.dlq = make_producer(settings, max_block_ms=10_000)
+        self.limits = FrameLimits(settings.frame_max_pixels, settings.frame_max_bytes)
+        self.registry = StreamTable(settings)  # the registry's streams, kept current
+        self._end_client = BrokerEndOffsets(settings, f"{self.worker_id}-lag")
+        self.ends = EndOffsets(self._end_client).start()  # for the lag, off the loop
         self.consumer = make_consumer(
             settings,
             self.topic,
@@ -107,7 +119,9 @@ class SegmentWorker:
             max_poll_interval_ms=self.options.max_poll_interval_ms,
         )
         self.halt = threading.Event()
-        self._all_published = True  # False once a batch was polled but not published
+        # next offset of each partition after the batches handled to the end: all that
+        # is ever committed
+        self._handled: dict[TopicPartition, OffsetAndMetadata] = {}
         self.m = self.model_name
         self.metrics.start_model(self.m)
 
@@ -183,6 +197,29 @@ class SegmentWorker:
         except KafkaError as exc:
             log.error("DLQ write failed (record skipped): %s", exc)
 
+    def _registered(self, records: list[Any]) -> set[str]:
+        """The batch's stream ids that the registry holds. An id the view does not know may
+        be a stream registered just before its first frames, so the view first catches up
+        with the registry topic as it is now (after the poll): only then is the id
+        unregistered. A view that cannot catch up (Kafka away) keeps such ids, with a
+        warning, rather than dropping frames it cannot judge."""
+        ids = {r.key.decode(errors="replace") for r in records if r.key}
+        unknown = {i for i in ids if self.registry.get(i) is None}
+        if not unknown:
+            return ids
+        if not self.registry.sync(self.options.registry_sync_s):
+            log.warning(
+                "registry view behind: frames of unknown streams kept",
+                extra={"streams": sorted(unknown)[:10]},
+            )
+            return ids
+        unknown = {i for i in unknown if self.registry.get(i) is None}
+        if unknown:
+            log.info(
+                "frames of unregistered streams dropped", extra={"streams": sorted(unknown)[:10]}
+            )
+        return ids - unknown
+
     def step(self) -> int:
         """One batch: returns the number of events published."""
         records, first_at = self.collect()
@@ -190,69 +227,98 @@ class SegmentWorker:
             self._lag()
             return 0
         self.metrics.frames_consumed.labels(self.m).inc(len(records))
-        batch = triage(records, time.time())
-        for stale in batch.stale:
-            self.metrics.frames_dropped.labels(self.m, stale.reason).inc()
+        batch = triage(
+            records, time.time(), registered=self._registered(records), limits=self.limits
+        )
+        for drop in batch.dropped:
+            self.metrics.frames_dropped.labels(self.m, drop.reason).inc()
         for bad in batch.bad:
             self.dead_letter(bad.record, bad.reason, bad.detail)
-        items = [ready.item for ready in batch.ready]
-        jpegs = [ready.jpeg for ready in batch.ready]
-        published = 0
-        if items:
-            self.metrics.batch_wait_seconds.labels(self.m).observe(time.monotonic() - first_at)
-            self.metrics.batch_size.labels(self.m).observe(len(items))
-            started = time.perf_counter()
-            outputs = infer(self.model, [i.rgb for i in items])
-            encoded_at = time.perf_counter()
-            self.metrics.inference_seconds.labels(self.m).observe(encoded_at - started)
-            events = to_events(items, outputs, self.names, self.m, self.options.min_score)
-            payloads = [
-                (e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events
-            ]
-            self.metrics.mask_encode_seconds.labels(self.m).observe(
-                time.perf_counter() - encoded_at
-            )
-            fresh_flags = self._publish(payloads, jpegs)
-            if fresh_flags is None:
-                # stopping: the batch is redelivered to whoever comes next
-                self._all_published = False
-                return 0
-            done = time.time()
-            for event, new in zip(events, fresh_flags, strict=True):
-                if new:
-                    published += 1
-                    self.metrics.events_published.labels(self.m).inc()
-                    self.metrics.capture_to_publish.labels(self.m).observe(done - event.captured_at)
-                else:
-                    self.metrics.duplicates.labels(self.m).inc()
+        published = self._segment(batch.ready, first_at) if batch.ready else 0
+        if published is None:
+            return 0  # stopping: the batch is redelivered to whoever comes next
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if record.offset >= self._handled.get(tp, OffsetAndMetadata(0)).offset:
+                self._handled[tp] = OffsetAndMetadata(record.offset + 1)
         self._commit()
         self._lag()
         return published
 
+    def _segment(self, ready: list[Ready[Any]], first_at: float) -> int | None:
+        """Segment and publish the ready frames; the number of new events (None: stopped
+        before Redis took them). A frame whose event Redis refuses goes to the DLQ."""
+        items = [r.item for r in ready]
+        self.metrics.batch_wait_seconds.labels(self.m).observe(time.monotonic() - first_at)
+        self.metrics.batch_size.labels(self.m).observe(len(items))
+        started = time.perf_counter()
+        outputs = infer(self.model, [i.rgb for i in items])
+        encoded_at = time.perf_counter()
+        self.metrics.inference_seconds.labels(self.m).observe(encoded_at - started)
+        events = to_events(items, outputs, self.names, self.m, self.options.min_score)
+        payloads = [(e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events]
+        self.metrics.mask_encode_seconds.labels(self.m).observe(time.perf_counter() - encoded_at)
+        outcomes = self._publish(payloads, [r.jpeg for r in ready])
+        if outcomes is None:
+            return None
+        done = time.time()
+        published = 0
+        for frame, event, payload, outcome in zip(ready, events, payloads, outcomes, strict=True):
+            if isinstance(outcome, redis.ResponseError):
+                detail = f"Redis refused event {event.stream_id}/{payload[1]}: {outcome}"
+                self.dead_letter(frame.record, DeadLetter.REJECTED, detail)
+            elif outcome:
+                published += 1
+                self.metrics.events_published.labels(self.m).inc()
+                self.metrics.capture_to_publish.labels(self.m).observe(done - event.captured_at)
+            else:
+                self.metrics.duplicates.labels(self.m).inc()
+        return published
+
     def _publish(
         self, payloads: list[tuple[str, str, bytes]], jpegs: list[bytes]
-    ) -> list[bool] | None:
-        """Publish, retrying until Redis answers (None when stopped meanwhile)."""
+    ) -> list[bool | redis.ResponseError] | None:
+        """Publish, waiting until Redis takes the batch (None when stopped meanwhile): an
+        unreachable Redis and a refusal that reflects its state (out of memory, read-only,
+        ...) are retried with backoff; events Redis refuses on their own account come back
+        as their error replies."""
         delay = 0.2
         while not self.halt.is_set():
             started = time.perf_counter()
             try:
-                flags = self.publisher.publish(payloads, jpegs if self.publisher.frames else None)
+                outcomes = self.publisher.publish(
+                    payloads, jpegs if self.publisher.frames else None
+                )
                 self.metrics.publish_seconds.labels(self.m).observe(time.perf_counter() - started)
-                return flags
+                return outcomes
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning(
+                    "publish failed (Redis unreachable), retrying in %.1f s: %s", delay, exc
+                )
+            except redis.ResponseError as exc:
+                log.warning(
+                    "publish failed (Redis refuses writes), retrying in %.1f s: %s", delay, exc
+                )
             except redis.RedisError as exc:
                 log.warning("publish failed, retrying in %.1f s: %s", delay, exc)
-                self.halt.wait(delay)
-                delay = min(delay * 2, 5.0)
+            self.halt.wait(delay)
+            delay = min(delay * 2, 5.0)
         return None
 
+    def _owned_handled(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The handled offsets of the partitions this worker still owns (others are
+        forgotten: their new owner commits them)."""
+        assigned = self.consumer.assignment()
+        self._handled = {tp: o for tp, o in self._handled.items() if tp in assigned}
+        return dict(self._handled)
+
     def _commit(self) -> None:
-        """Commit what was polled (all of it is in Redis by now) without waiting for the
-        broker: the next batch's inference overlaps the round trip. A commit that fails
-        leaves records that come again to this or another worker; their events are in
+        """Commit the handled batches (their events are in Redis by now) without waiting
+        for the broker: the next batch's inference overlaps the round trip. A commit that
+        fails leaves records that come again to this or another worker; their events are in
         Redis already, so they are recognised and not published twice."""
         try:
-            self.consumer.commit_async(callback=self._committed)
+            self.consumer.commit_async(offsets=self._owned_handled(), callback=self._committed)
         except KafkaError as exc:
             log.warning("commit failed: %s", exc)
 
@@ -262,16 +328,15 @@ class SegmentWorker:
             log.warning("commit failed: %s", response)
 
     def _lag(self) -> None:
-        lag = 0
+        """The lag (services/segment/lag.py: end offsets read off the loop minus positions)."""
+        positions: dict[TopicPartition, int] = {}
         for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None:
-                continue
-            try:
-                lag += max(0, high - self.consumer.position(tp, timeout_ms=1000))
-            except KafkaError:
-                continue
-        self.metrics.consumer_lag.labels(self.m).set(lag)
+            with contextlib.suppress(KafkaError):
+                position = self.consumer.position(tp, timeout_ms=1000)
+                if position is not None:  # None: not known within the timeout
+                    positions[tp] = position
+        self.ends.want(positions)
+        self.metrics.consumer_lag.labels(self.m).set(consumer_lag(self.ends.latest(), positions))
         if torch.cuda.is_available():
             for index in range(torch.cuda.device_count()):
                 device = f"cuda:{index}"
@@ -296,11 +361,17 @@ class SegmentWorker:
             self.close()
 
     def close(self) -> None:
+        """Stop: commit the batches handled to the end (the last asynchronous commit may not
+        have gone out), never one polled and not handled, whichever way the loop ended."""
         self.halt.set()
         with contextlib.suppress(KafkaError):
-            if self._all_published:  # the last asynchronous commit may not have gone out
-                self.consumer.commit(timeout_ms=5000)
+            offsets = self._owned_handled()
+            if offsets:
+                self.consumer.commit(offsets=offsets, timeout_ms=5000)
         with contextlib.suppress(KafkaError):
             self.consumer.close(autocommit=False)
+        self.registry.close()
+        self.ends.close()
+        self._end_client.close()
         self.dlq.close(timeout=5)
         self.redis.close()
