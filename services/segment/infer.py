@@ -1,6 +1,10 @@
 """Model inference and mask events, shared by the segment worker and ``segstream run``:
 a batch of RGB frames in, one :class:`MaskEvent` per frame out, masks COCO-RLE encoded (the
-compiled ``masks_to_rle`` when built) at each source frame's own resolution."""
+compiled ``masks_to_rle`` when built) at each source frame's own resolution.
+
+Sizes: a ``frame_size`` is (width, height), as in the frame headers and PIL; arrays and
+tensors keep their own (height, width) order (``rgb.shape[:2]``, a mask's ``mask_size``, as
+COCO's RLE ``size``)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segcore.images import to_float_chw
 from segcore.ops import masks_to_rle
 from services.common.events import Instance, MaskEvent
 
@@ -19,7 +24,8 @@ from services.common.events import Instance, MaskEvent
 @dataclass(frozen=True)
 class Item:
     """One frame to segment. ``frame_size`` (width, height) is the source frame's, when
-    ``rgb`` was shrunk from it; the event's masks and boxes are at that size."""
+    ``rgb`` was shrunk from it (None: ``rgb``'s own); the event's masks and boxes are at that
+    size."""
 
     stream_id: str
     seq: int
@@ -32,7 +38,7 @@ class Item:
 def infer(model: nn.Module, rgbs: list[np.ndarray]) -> list[dict[str, Tensor]]:
     """The model's outputs (torchvision's dicts) for (h, w, 3) uint8 RGB frames."""
     device = next(model.parameters()).device
-    images = [torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div_(255) for rgb in rgbs]
+    images = [to_float_chw(rgb, device) for rgb in rgbs]
     with torch.inference_mode():
         return list(model(images))
 
@@ -41,15 +47,16 @@ def instances_of(
     output: dict[str, Tensor],
     class_names: list[str],
     min_score: float,
-    size: tuple[int, int] | None = None,
+    frame_size: tuple[int, int] | None = None,
 ) -> tuple[Instance, ...]:
-    """Instances of one output scoring at least ``min_score``; masks RLE-encoded at ``size``
-    (height, width; the output's own when None), boxes scaled to it."""
+    """Instances of one output scoring at least ``min_score``; masks ((N, 1, h, w) float
+    probabilities in the output) RLE-encoded at ``frame_size`` (width, height; the output's
+    own when None), boxes (xyxy in input pixels) scaled to it."""
     keep = output["scores"] >= min_score
     masks = output["masks"][keep]
     boxes = output["boxes"][keep].float()
     in_h, in_w = masks.shape[-2:]
-    height, width = size if size is not None else (int(in_h), int(in_w))
+    width, height = frame_size if frame_size is not None else (int(in_w), int(in_h))
     if (height, width) != (in_h, in_w):
         if len(masks):
             masks = F.interpolate(masks, size=(height, width), mode="bilinear")
@@ -101,7 +108,7 @@ def to_events(
                 model=model_name,
                 width=width,
                 height=height,
-                instances=instances_of(output, class_names, min_score, (height, width)),
+                instances=instances_of(output, class_names, min_score, (width, height)),
             )
         )
     return events
