@@ -68,6 +68,7 @@ def run_demo(settings: Settings, *, events: int | None = None, quiet: bool = Fal
         update={
             "api_tokens": [ApiToken(name="demo", token=token)],  # every scope
             "api_allow_files": True,
+            "file_root": settings.cache_dir / "demo",
             "preview_frames": 100,
         }
     )

@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 import segcore
-from services.api import streams, subscriptions
+from services.api import errors, streams, subscriptions
 from services.api.auth import Tokens, load_tokens, reader
 from services.api.middleware import BodyLimit, count_requests
 from services.api.models import Problem
@@ -53,7 +54,8 @@ def create_app(
         state = ApiState(
             settings=settings,
             table=view,
-            redis=make_async_redis(settings, health_check_interval=10),
+            # one quick retry (a pooled connection Redis dropped), then the request's 503
+            redis=make_async_redis(settings, health_check_interval=10, retry=Retry(NoBackoff(), 1)),
             tokens=tokens,
             metrics=metrics or PipelineMetrics(),
             models=segcore.list_models(),
@@ -91,7 +93,7 @@ def create_app(
     app.add_api_route(
         "/viewer", viewer, methods=["GET"], response_class=HTMLResponse, include_in_schema=False
     )
-    app.add_exception_handler(ValidationError, invalid)  # type: ignore[arg-type]
+    errors.install(app)
     return app
 
 
@@ -119,8 +121,3 @@ async def metrics_route(state: State) -> Response:
 
 async def viewer(_: Annotated[str, Depends(reader)]) -> HTMLResponse:
     return HTMLResponse(VIEWER.read_text(), headers={"Cache-Control": "no-store"})
-
-
-async def invalid(_request: Request, exc: ValidationError) -> JSONResponse:
-    """A model built inside a route that does not validate: 422 naming the fields."""
-    return JSONResponse({"detail": exc.errors(include_url=False)}, status_code=422)

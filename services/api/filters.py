@@ -4,6 +4,7 @@ frame pixels) each instance's mask must overlap. Pure functions of an event."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,12 @@ from services.common.events import Instance, MaskEvent
 
 
 class FilterError(ValueError):
-    """A filter parameter that does not parse; the message names it."""
+    """A filter parameter that does not parse; the message names it (``"<name>: why"``)."""
+
+    @property
+    def field(self) -> str:
+        """The parameter's name, as the message's first word."""
+        return str(self).split(":", 1)[0]
 
 
 @dataclass
@@ -25,19 +31,32 @@ class EventFilter:
     _zone_rles: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def parse(cls, classes: str | None, min_score: float | None, zone: str | None) -> EventFilter:
+    def parse(
+        cls, classes: str | None, min_score: str | float | None, zone: str | None
+    ) -> EventFilter:
+        """The filter of a subscription's query parameters, as given (text, or a number for
+        ``min_score``); raises FilterError naming the first that does not parse. Numbers must
+        be finite: ``nan``, ``inf`` and ``1e309`` are refused."""
         names = frozenset(c.strip() for c in classes.split(",") if c.strip()) if classes else None
-        if min_score is not None and not 0.0 <= min_score <= 1.0:
-            raise FilterError("min_score: must be between 0 and 1")
+        score = 0.0
+        if min_score is not None:
+            try:
+                score = float(min_score)
+            except ValueError:
+                raise FilterError("min_score: a number between 0 and 1") from None
+            if not 0.0 <= score <= 1.0:  # NaN fails this too
+                raise FilterError("min_score: must be between 0 and 1")
         points: tuple[float, ...] | None = None
         if zone:
             try:
                 points = tuple(float(v) for v in zone.split(","))
             except ValueError:
                 raise FilterError("zone: comma-separated numbers x1,y1,x2,y2,...") from None
+            if not all(math.isfinite(v) for v in points):
+                raise FilterError("zone: the numbers must be finite")
             if len(points) < 6 or len(points) % 2:
                 raise FilterError("zone: at least 3 points (6 numbers), x and y for each")
-        return cls(names or None, float(min_score or 0.0), points)
+        return cls(names or None, score, points)
 
     @property
     def active(self) -> bool:

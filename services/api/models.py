@@ -4,6 +4,7 @@ writes the OpenAPI document from the same definitions)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +13,9 @@ from services.common.streams import STREAM_ID, redact
 
 
 class StreamIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A stream to register. Numbers must be finite (NaN, ``Infinity`` and ``1e309`` get 422)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str | None = Field(None, pattern=STREAM_ID.pattern, description="generated if absent")
     url: str = Field(min_length=1, max_length=2048)
@@ -25,7 +28,9 @@ class StreamIn(BaseModel):
 
 
 class StreamPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The fields of a stream to change (absent: unchanged); numbers finite, as in StreamIn."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     url: str | None = Field(None, min_length=1, max_length=2048)
     model: str | None = Field(None, min_length=1, max_length=200)
@@ -46,12 +51,26 @@ class Health(BaseModel):
     fps: float = 0.0
     worker: str = ""
     updated_at: float | None = None
+    last_event_at: float | None = Field(
+        None,
+        description="capture time (Unix seconds) of the stream's newest mask event, as its "
+        "ingest worker last read it (every few seconds); null before the first event",
+    )
+    staleness_s: float | None = Field(
+        None,
+        description="seconds between last_event_at and now: how far the published events "
+        "trail the camera (grows while a running stream's events stop or fall behind)",
+    )
 
     @classmethod
-    def of(cls, status: StreamStatus) -> Health:
-        """What a client is shown of a status hash: its message with credentials masked."""
+    def of(cls, status: StreamStatus, now: float | None = None) -> Health:
+        """What a client is shown of a status hash at ``now`` (epoch seconds, default the
+        current time): its message with credentials masked, and the staleness."""
         shown = {k: v for k, v in dataclasses.asdict(status).items() if k in cls.model_fields}
-        return cls(**{**shown, "message": redact(status.message)})
+        stale = None
+        if status.last_event_at is not None:
+            stale = round(max(0.0, (time.time() if now is None else now) - status.last_event_at), 3)
+        return cls(**{**shown, "message": redact(status.message), "staleness_s": stale})
 
 
 class StreamOut(BaseModel):
@@ -63,7 +82,10 @@ class StreamOut(BaseModel):
     max_side: int | None
     realtime: bool
     loop: bool
-    health: Health | None = Field(description="null until a worker has written it")
+    health: Health | None = Field(
+        description="null until a worker has written it, or when the status store could not "
+        "be read right after a write that was made"
+    )
 
 
 class ModelOut(BaseModel):

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple
 
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, Header, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Query,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import StreamingResponse
 
 from services.api.auth import AuthError, authorize, reader
@@ -62,9 +70,11 @@ class Refusal(NamedTuple):
 
 
 def event_filter(
-    from_id: str | None, classes: str | None, min_score: float | None, zone: str | None
+    from_id: str | None, classes: str | None, min_score: str | None, zone: str | None
 ) -> EventFilter:
-    """The filter of a subscription's parameters; raises FilterError naming a bad one."""
+    """The filter of a subscription's parameters, as the query gave them (text: the route
+    validates them here, so a bad one is answered with its name, 4422 or 422, rather than by
+    the framework before the route runs); raises FilterError naming a bad one."""
     if from_id is not None and not ENTRY_ID.match(from_id):
         raise FilterError("from_id: an event id like 1764000000123-42")
     return EventFilter.parse(classes, min_score, zone)
@@ -169,7 +179,7 @@ async def admit(
     access_token: str | None,
     from_id: str | None,
     classes: str | None,
-    min_score: float | None,
+    min_score: str | None,
     zone: str | None,
 ) -> Subscription | Refusal:
     """The WebSocket's subscription, or why it is refused."""
@@ -197,7 +207,7 @@ async def events_ws(
     stream_id: str,
     from_id: str | None = None,
     classes: str | None = None,
-    min_score: float | None = None,
+    min_score: str | None = None,
     zone: str | None = None,
     access_token: str | None = None,
 ) -> None:
@@ -264,7 +274,7 @@ async def events_sse(
     _: Annotated[str, Depends(reader)],
     from_id: str | None = None,
     classes: str | None = None,
-    min_score: float | None = None,
+    min_score: Annotated[str | None, Query(description="a number in [0, 1]")] = None,
     zone: str | None = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
@@ -273,7 +283,7 @@ async def events_sse(
     try:
         flt = event_filter(start, classes, min_score, zone)
     except FilterError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(422, [{"loc": ["query", exc.field], "msg": str(exc)}]) from None
     try:  # before the response starts: the client's first line means it is reading
         after = await start_after(state.redis, stream_id, start)
     except aioredis.RedisError:

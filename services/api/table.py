@@ -25,6 +25,16 @@ from services.common.streams import StreamSpec, decode_spec
 
 log = logging.getLogger("segstream.api")
 
+# A write the registry has not acknowledged within this long fails, and is then never sent:
+# the producer gives a record up after DELIVERY_TIMEOUT_MS, and waiting past that gets a
+# definite answer, so a failed write is one that was not made.
+DELIVERY_TIMEOUT_MS = 15_000
+REQUEST_TIMEOUT_MS = 10_000
+
+
+class RegistryUnavailable(Exception):
+    """The registry topic did not acknowledge a write; the message says why."""
+
 
 class StreamTable:
     def __init__(self, settings: Settings) -> None:
@@ -34,9 +44,17 @@ class StreamTable:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.caught_up = threading.Event()
+        self._synced = threading.Condition(self._lock)
+        self._asked = 0  # sync() calls so far
+        self._answered = 0  # the last of them the view has caught up with
         self.connected = False
         bootstrap_topics(settings, base_topics(settings))
-        self.producer = make_producer(settings, max_block_ms=10_000)
+        self.producer = make_producer(
+            settings,
+            max_block_ms=10_000,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+        )
         self.consumer = make_consumer(settings, enable_auto_commit=False, group_id=None)
         partitions = self.consumer.partitions_for_topic(self.topic) or set()
         self.partitions = [TopicPartition(self.topic, p) for p in sorted(partitions)]
@@ -59,30 +77,44 @@ class StreamTable:
                 log.error("bad registry record: %s", exc, extra={"stream_id": stream_id})
 
     def _run(self) -> None:
-        ends: dict[TopicPartition, int] | None = None
+        ends: dict[TopicPartition, int] | None = None  # offsets to reach (start, sync())
+        goal = 0  # the sync() call ``ends`` were read for
         while not self._stop.is_set():
             try:
-                if ends is None:
-                    ends = self.consumer.end_offsets(self.partitions)
-                batches = self.consumer.poll(timeout_ms=500)
+                with self._lock:
+                    asked = self._asked
+                if ends is None or asked > goal:
+                    ends, goal = self.consumer.end_offsets(self.partitions), asked
+                if not self._reached(ends) or goal <= self._answered:
+                    for records in self.consumer.poll(timeout_ms=100).values():
+                        for record in records:
+                            self._apply(record.key, record.value)
+                reached = self._reached(ends)
                 self.connected = True
             except KafkaError as exc:
                 self.connected = False
                 log.warning("registry read failed: %s", exc)
                 self._stop.wait(1)
                 continue
-            for records in batches.values():
-                for record in records:
-                    self._apply(record.key, record.value)
-            if (
-                not self.caught_up.is_set()
-                and ends is not None
-                and all(self.consumer.position(tp) >= end for tp, end in ends.items())
-            ):
+            if reached:
                 self.caught_up.set()
+                with self._synced:
+                    self._answered = goal
+                    self._synced.notify_all()
+
+    def _reached(self, ends: dict[TopicPartition, int]) -> bool:
+        return all(self.consumer.position(tp) >= end for tp, end in ends.items())
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         return self.caught_up.wait(timeout)
+
+    def sync(self, timeout: float = 10.0) -> bool:
+        """Wait until the view holds every record the registry topic had when called (end
+        offsets read after the call); False when it could not within ``timeout`` s."""
+        with self._synced:
+            self._asked += 1
+            asked = self._asked
+            return self._synced.wait_for(lambda: self._answered >= asked, timeout)
 
     def get(self, stream_id: str) -> StreamSpec | None:
         with self._lock:
@@ -92,14 +124,25 @@ class StreamTable:
         with self._lock:
             return sorted(self._specs.values(), key=lambda s: s.id)
 
+    def _write(self, key: bytes, value: bytes | None) -> None:
+        """Send one record and wait for the registry's acknowledgement; raises
+        :class:`RegistryUnavailable` when it does not come (the record is then not sent)."""
+        try:
+            future = self.producer.send(self.topic, key=key, value=value)
+            future.get(timeout=DELIVERY_TIMEOUT_MS / 1000 + 15)
+        except KafkaError as exc:
+            raise RegistryUnavailable(type(exc).__name__) from None
+
     def put(self, spec: StreamSpec) -> None:
+        """Write ``spec`` and apply it to the view; RegistryUnavailable when not written."""
         key, value = spec.to_record()
-        self.producer.send(self.topic, key=key, value=value).get(timeout=30)
+        self._write(key, value)
         with self._lock:
             self._specs[spec.id] = spec
 
     def delete(self, stream_id: str) -> None:
-        self.producer.send(self.topic, key=stream_id.encode(), value=None).get(timeout=30)
+        """Write the stream's tombstone and apply it; RegistryUnavailable when not written."""
+        self._write(stream_id.encode(), None)
         with self._lock:
             self._specs.pop(stream_id, None)
 

@@ -8,6 +8,7 @@ edge of a process (the CLI) and pass it in; no module reads it globally.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -86,6 +87,13 @@ class Settings(BaseSettings):
     registry_partitions: int = Field(12, ge=1)
     frames_partitions: int = Field(12, ge=1)
     frame_max_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024)
+    frame_max_pixels: int = Field(
+        4096 * 4096,
+        ge=64 * 64,
+        description="width x height a frame record may claim, for its image and for the "
+        "source frame its masks are sized to; the segment worker dead-letters one past it "
+        "(`too-large`)",
+    )
 
     redis_port: int = Field(6379, ge=1, le=65535)
     redis_password: SecretStr | None = Field(
@@ -117,7 +125,30 @@ class Settings(BaseSettings):
     api_tokens_file: Path | None = Field(
         None, description="JSON file with more tokens (a mounted secret), same shape"
     )
-    api_allow_files: bool = Field(False, description="accept file paths as stream URLs")
+    api_allow_files: bool = Field(
+        False, description="accept file paths as stream URLs (under file_root only)"
+    )
+    file_root: Path | None = Field(
+        None,
+        description="folder every file source must lie under (symlinks and '..' resolved, "
+        "relative paths taken from it), checked by the API and when the ingest worker opens "
+        "the file; unset: no file source is accepted or opened",
+    )
+    source_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR networks sources may reach although denied (the more specific "
+        "network wins); e.g. 127.0.0.0/8 for cameras on the service's own host",
+    )
+    source_denied_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR networks sources may not reach, besides the built-in loopback, "
+        "link-local (cloud metadata), multicast and 0.0.0.0 ones; e.g. 10.0.0.0/8",
+    )
+    source_allowed_ports: list[int] = Field(
+        default_factory=list,
+        description="ports of the service's own servers (Kafka, Redis, API, metrics, "
+        "Prometheus) that sources may nonetheless use",
+    )
     api_max_body_bytes: int = Field(64 * 1024, ge=1024)
     api_subscriber_queue: int = Field(256, ge=1, description="events buffered per subscriber")
     api_subscriber_stall_s: float = Field(
@@ -130,6 +161,29 @@ class Settings(BaseSettings):
         description="recent frames per stream the segment worker keeps in "
         "Redis for viewers (0: none)",
     )
+    ingest_max_streams: int = Field(
+        64,
+        ge=1,
+        description="streams one ingest worker runs at once (a thread and a source "
+        "connection each); more wait on it as `pending` (`worker-full`) until one of its "
+        "streams ends or is removed",
+    )
+    deleted_stream_retention_s: int = Field(
+        3600,
+        ge=0,
+        description="a removed stream's events, latest event and preview frames stay in "
+        "Redis this long for late readers, then expire (0: deleted at once)",
+    )
+
+    @field_validator("source_allowed_networks", "source_denied_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{text!r} is not a CIDR network like 10.0.0.0/8") from None
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -143,7 +197,9 @@ class Settings(BaseSettings):
 
     def env(self) -> dict[str, str]:
         """``SEGSTREAM_*`` variables that give a child process these settings (the fields
-        set explicitly; secrets included, so keep the result away from logs)."""
+        set explicitly; secrets included, so keep the result away from logs). A child's whole
+        environment is ``{**os.environ, **settings.env()}``, which is what
+        ``services.infra.children.Child`` gives the processes it starts."""
         out: dict[str, str] = {}
         for name in sorted(self.model_fields_set):
             value = getattr(self, name)

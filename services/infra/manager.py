@@ -24,7 +24,12 @@ _PORT_SETTINGS = {
 
 def fresh_settings(run_dir: Path, **changes: object) -> Settings:
     """Settings of a private set of servers (tests, benchmarks): their run folder and every
-    port free right now, metrics on any free port; ``changes`` set other fields."""
+    port free right now, metrics on any free port; sources may be loopback cameras and files
+    anywhere (the test cameras listen on 127.0.0.1); ``changes`` set other fields."""
+    sources: dict[str, object] = {
+        "source_allowed_networks": ["127.0.0.0/8", "::1/128"],
+        "file_root": Path("/"),
+    }
     return Settings(
         run_dir=run_dir,
         kafka_port=free_port(),
@@ -32,7 +37,7 @@ def fresh_settings(run_dir: Path, **changes: object) -> Settings:
         redis_port=free_port(),
         prometheus_port=free_port(),
         metrics_port=0,
-        **changes,  # type: ignore[arg-type]
+        **{**sources, **changes},  # type: ignore[arg-type]
     )
 
 

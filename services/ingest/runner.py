@@ -21,11 +21,13 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 import segcore
+from services.common.destinations import DestinationPolicy
 from services.common.frames import Dropped, encode_frame
 from services.common.health import Backoff, Reason, State, StreamHealth
 from services.common.metrics import PipelineMetrics
 from services.common.streams import StreamSpec, redact
 from services.ingest.source import (
+    Pacing,
     SampledFrame,
     SourceError,
     classify,
@@ -47,10 +49,19 @@ class IngestOptions:
     jpeg_quality: int = 90
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 2_000
+    # Where sources may point; the ingest worker sets its settings' policy. None: no policy
+    # (a runner driven directly, as the benchmarks do).
+    destinations: DestinationPolicy | None = None
 
 
 def spec_loops(spec: StreamSpec) -> bool:
     return spec.loop and not spec.live
+
+
+def spec_paced(spec: StreamSpec) -> bool:
+    """Whether the stream's frames are paced to their pts: a ``realtime`` file, and a looping
+    one (it acts as a camera; unpaced, it would decode as fast as it can, for ever)."""
+    return spec.realtime or spec_loops(spec)
 
 
 class StreamRunner(threading.Thread):
@@ -82,8 +93,10 @@ class StreamRunner(threading.Thread):
             self.side = spec.max_side or segcore.input_side(spec.model)
         except KeyError:
             self.side = spec.max_side
-        self.seq = 0
+        self.seq = 0  # the next frame's
+        self.resumed = False  # seq holds the stream's next seq (read or handed over)
         self.last_captured = 0.0
+        self.pacing = Pacing()  # shared by a looping file's passes
         self.decoded = 0  # frames decoded on the current connection
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix=f"encode-{spec.id}")
         self.log = logging.LoggerAdapter(log, {"stream_id": spec.id})
@@ -92,20 +105,33 @@ class StreamRunner(threading.Thread):
         self.halt.set()
 
     def run(self) -> None:
-        if self.previous is not None:
-            self.previous.join()
-            self.previous = None
+        previous, self.previous = self.previous, None
+        if previous is not None:
+            previous.join()  # its last frame sent and its status written
         try:
+            self._resume(previous)
             self._loop()
         except Exception as exc:  # a bug must not take the worker's other streams down
             self.log.exception("stream loop failed")
             self.health.set(State.ERROR, Reason.INTERNAL, redact(str(exc)))
         finally:
             self._encoder.shutdown(wait=True)
+            self.health.release()  # the last seq written now; the client's sockets closed
+
+    def _resume(self, previous: StreamRunner | None) -> None:
+        """The stream's next seq and capture time: the replaced runner's, in memory (it has
+        ended: nothing more comes from it, and its status hash may lag by a second), else
+        one past the seq in the status hash (a previous owner's)."""
+        if previous is not None and previous.resumed:
+            self.health.resume(previous.seq - 1)
+            self.seq = previous.seq
+            self.last_captured = previous.last_captured
+        else:
+            self.seq = self.health.last_seq() + 1
+        self.resumed = True
 
     def _loop(self) -> None:
         self.metrics.start_stream(self.spec.id)
-        self.seq = self.health.last_seq() + 1
         backoff = Backoff(self.options.backoff_base_s, self.options.backoff_cap_s)
         attempts = 0
         while not self.halt.is_set():
@@ -119,12 +145,14 @@ class StreamRunner(threading.Thread):
                     self.spec.url,
                     open_timeout_s=self.options.open_timeout_s,
                     read_timeout_s=self.options.read_timeout_s,
+                    destinations=self.options.destinations,
                 )
             except SourceError as exc:
+                self.log.debug("source not opened: %s", exc)
                 if not exc.retry:
-                    self.health.set(State.ERROR, exc.reason, str(exc))
+                    self.health.set(State.ERROR, exc.reason, exc.status_message)
                     return
-                self._back_off(backoff, exc.reason, str(exc))
+                self._back_off(backoff, exc.reason, exc.status_message)
                 continue
             try:
                 ended = self._pump(container, backoff)
@@ -140,12 +168,13 @@ class StreamRunner(threading.Thread):
             if ended is None:
                 self.health.set(State.FINISHED)
                 return
+            self.log.debug("source failed: %s", ended)
             if not ended.retry:
-                self.health.set(State.ERROR, ended.reason, str(ended))
+                self.health.set(State.ERROR, ended.reason, ended.status_message)
                 return
             if ended.reason == Reason.NO_FRAMES:
-                self.health.set(State.STALLED, ended.reason, str(ended))
-            self._back_off(backoff, ended.reason, str(ended))
+                self.health.set(State.STALLED, ended.reason, ended.status_message)
+            self._back_off(backoff, ended.reason, ended.status_message)
 
     def _back_off(self, backoff: Backoff, reason: str, message: str) -> None:
         delay = backoff.next()
@@ -194,16 +223,18 @@ class StreamRunner(threading.Thread):
         budget_ms = int(spec.budget_s * 1000) if spec.budget_s else None
         rate, offset = timing(stream)
         self.decoded = 0
+        self.pacing.restart(1.0 / rate)  # a loop's next pass: one frame period after the last
         try:
             for sampled in sample_frames(
                 self._decoded(container, stream),
                 rate=rate,
                 offset=offset,
                 fps=spec.fps,
-                realtime=spec.realtime,
+                realtime=spec_paced(spec),
                 side=self.side,
                 captured_after=self.last_captured,
                 wait=self.halt.wait,
+                pacing=self.pacing,
             ):
                 self.last_captured = sampled.captured_at
                 # Resize, encode and send on the encoder thread, overlapping the next

@@ -23,18 +23,41 @@ import av
 import av.error
 import numpy as np
 
+from services.common.destinations import DestinationPolicy, ForbiddenDestination
 from services.common.health import Reason
 from services.common.streams import is_live, redact, scheme_of
 
 
 class SourceError(RuntimeError):
     """A source that cannot be opened or read: a reason code, whether trying again may help,
-    and a message without credentials."""
+    and a message without credentials (what FFmpeg or the source said: for ``segstream run``'s
+    user and the worker's debug log). ``network``: a network source's error, whose
+    :attr:`status_message` is the fixed text of its reason."""
 
-    def __init__(self, reason: Reason, message: str, retry: bool) -> None:
+    def __init__(self, reason: Reason, message: str, retry: bool, network: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.retry = retry
+        self.network = network
+
+    @property
+    def status_message(self) -> str:
+        """What a stream's status may show: for a network source its reason's fixed text, so
+        a status never repeats what a probed target answered; the message otherwise."""
+        if self.network:
+            return FIXED_MESSAGES.get(self.reason, "the source failed")
+        return str(self)
+
+
+# The status message of a network source's failure, by reason.
+FIXED_MESSAGES = {
+    Reason.UNREACHABLE: "the source could not be reached",
+    Reason.NOT_VIDEO: "the source answered with no video",
+    Reason.DECODE_ERROR: "the source's data did not decode",
+    Reason.DISCONNECTED: "the source dropped the connection",
+    Reason.NO_FRAMES: "no frame within the read timeout",
+    Reason.FORBIDDEN_DESTINATION: "the destination policy does not allow this source",
+}
 
 
 _UNREACHABLE_ERRNOS = {
@@ -49,9 +72,15 @@ _UNREACHABLE_ERRNOS = {
 
 def classify(exc: BaseException, source: str, *, live: bool, opening: bool) -> SourceError:
     """The SourceError of an FFmpeg/OS error raised while opening or reading ``source``."""
-    text = redact(f"cannot open {source}: {exc}" if opening else f"{source}: {exc}")
     if isinstance(exc, SourceError):
         return exc
+    error = _classified(exc, source, live=live, opening=opening)
+    error.network = live
+    return error
+
+
+def _classified(exc: BaseException, source: str, *, live: bool, opening: bool) -> SourceError:
+    text = redact(f"cannot open {source}: {exc}" if opening else f"{source}: {exc}")
     if isinstance(exc, av.error.HTTPClientError):
         return SourceError(Reason.NOT_VIDEO, text, retry=False)
     if isinstance(exc, av.error.HTTPServerError):
@@ -74,14 +103,85 @@ def classify(exc: BaseException, source: str, *, live: bool, opening: bool) -> S
     return SourceError(Reason.DECODE_ERROR, text, retry=live)
 
 
-def open_source(url: str, *, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0) -> Any:
-    """The PyAV container of ``url`` (a camera URL, ``file://`` URL or path) with a video
-    stream; SourceError with the reason otherwise."""
+def checked(url: str, destinations: DestinationPolicy) -> list[tuple[str, dict[str, str]]]:
+    """(what to open, FFmpeg options) pairs of ``url`` under the policy, to try in order: a
+    network source's host resolved now, every address checked and the URL pinned to each
+    (:meth:`DestinationPolicy.connect`), a file's real path under the file root; SourceError
+    ``forbidden-destination`` (not retried) when refused, ``unreachable`` when the host does
+    not resolve."""
     live = is_live(url)
+    try:
+        if not live:
+            return [(str(destinations.file_path(url)), {})]
+        return destinations.connect(url)
+    except ForbiddenDestination as exc:
+        raise SourceError(Reason.FORBIDDEN_DESTINATION, str(exc), False, network=live) from None
+    except OSError as exc:
+        raise SourceError(Reason.UNREACHABLE, redact(f"{url}: {exc}"), True, network=True) from None
+
+
+# The leading bytes of video containers: a local file that starts like one but does not open
+# is a damaged video (an MP4 cut before its index, which is written last), not something else.
+_VIDEO_MAGIC: tuple[tuple[int, bytes], ...] = (
+    *((4, box) for box in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")),  # MP4, MOV
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska, WebM
+    (0, b"FLV\x01"),
+    (0, b"\x00\x00\x01\xba"),  # MPEG program stream
+    (0, b"\x30\x26\xb2\x75"),  # ASF, WMV
+)
+
+
+def _video_container(path: str) -> bool:
+    """Whether the file at ``path`` starts as a video container does (its magic bytes)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(200)
+    except OSError:
+        return False
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return True
+    if len(head) > 188 and head[0] == head[188] == 0x47:  # MPEG-TS sync bytes
+        return True
+    return any(head[at : at + len(magic)] == magic for at, magic in _VIDEO_MAGIC)
+
+
+def _still_image(container: Any) -> bool:
+    """Whether FFmpeg opened a picture (PNG, JPEG, ... read by an image demuxer, or a GIF of
+    one frame): one frame and no video, whatever the file's name says."""
+    name = str(container.format.name)
+    if name.startswith("image2") or name.endswith("_pipe"):
+        return True
+    return name == "gif" and int(container.streams.video[0].frames or 0) <= 1
+
+
+def open_source(
+    url: str,
+    *,
+    open_timeout_s: float = 10.0,
+    read_timeout_s: float = 10.0,
+    destinations: DestinationPolicy | None = None,
+) -> Any:
+    """The PyAV container of ``url`` (a camera URL, ``file://`` URL or path) with a video
+    stream; SourceError with the reason otherwise. ``destinations``: the policy to open it
+    under (:func:`checked`; the ingest worker's), None for none (``segstream run``, whose
+    user points it at the source)."""
+    if destinations is None:
+        return _open(url, {}, open_timeout_s, read_timeout_s)
+    candidates = checked(url, destinations)
+    for index, (checked_url, options) in enumerate(candidates):
+        try:
+            return _open(checked_url, options, open_timeout_s, read_timeout_s)
+        except SourceError as exc:  # the next address, when this one did not answer
+            if exc.reason != Reason.UNREACHABLE or index == len(candidates) - 1:
+                raise
+    raise AssertionError("checked() gives at least one candidate")
+
+
+def _open(url: str, options: dict[str, str], open_timeout_s: float, read_timeout_s: float) -> Any:
+    live, options = is_live(url), dict(options)
     path = url.removeprefix("file://")
     if not live and not Path(path).is_file():
         raise SourceError(Reason.NO_SUCH_FILE, f"{redact(url)}: no such file", retry=False)
-    options: dict[str, str] = {}
     scheme = scheme_of(url)
     if scheme in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"
@@ -92,10 +192,20 @@ def open_source(url: str, *, open_timeout_s: float = 10.0, read_timeout_s: float
     try:
         container = av.open(path, options=options, timeout=(open_timeout_s, read_timeout_s))
     except (av.error.FFmpegError, OSError) as exc:
-        raise classify(exc, url, live=live, opening=True) from None
+        error = classify(exc, url, live=live, opening=True)
+        if error.reason == Reason.NOT_VIDEO and not live and _video_container(path):
+            error = SourceError(
+                Reason.DECODE_ERROR,
+                f"{error} (a video file that does not open: truncated before its index?)",
+                retry=False,
+            )
+        raise error from None
     if not container.streams.video:
         container.close()
-        raise SourceError(Reason.NOT_VIDEO, f"{redact(url)}: no video stream", retry=False)
+        raise SourceError(Reason.NOT_VIDEO, f"{redact(url)}: no video stream", False, live)
+    if _still_image(container):
+        container.close()
+        raise SourceError(Reason.NOT_VIDEO, f"{redact(url)}: a still image, not video", False)
     return container
 
 
@@ -181,6 +291,35 @@ class SampledFrame:
         return np.ascontiguousarray(rgb)
 
 
+class Pacing:
+    """Real-time pacing of one stream's decoded frames, on ``clock`` (monotonic seconds): a
+    frame is due when the clock has moved from the first frame's due time as far as its pts
+    has from the first frame's. A looping file keeps one for all its passes and calls
+    :meth:`restart` before each: the pass's pts start again at 0, and its first frame is due
+    ``gap`` (a frame period) after the previous pass's last, or at once when that is past."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._origin: tuple[float, float] | None = None  # (a pts, the clock time it is due)
+        self._last_due: float | None = None
+        self._start_at: float | None = None
+
+    def restart(self, gap: float = 0.0) -> None:
+        """A new pass (connection) starts: its first frame is due ``gap`` seconds after the
+        last frame's due time."""
+        self._origin = None
+        self._start_at = None if self._last_due is None else self._last_due + gap
+
+    def due(self, pts: float) -> float:
+        """The clock time at which the frame at ``pts`` (seconds) is due."""
+        if self._origin is None:
+            now = self.clock()
+            start = now if self._start_at is None else max(now, self._start_at)
+            self._origin = (pts, start)
+        self._last_due = self._origin[1] + (pts - self._origin[0])
+        return self._last_due
+
+
 def sample_frames(
     frames: Iterable[Any],
     *,
@@ -193,6 +332,7 @@ def sample_frames(
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     wait: Callable[[float], object] = time.sleep,
+    pacing: Pacing | None = None,
 ) -> Iterator[SampledFrame]:
     """The frames of one connection that a :class:`Sampler` at ``fps`` keeps (every frame when
     None), in decoding order.
@@ -201,20 +341,21 @@ def sample_frames(
     ``offset``: the stream's :func:`timing`, for :func:`frame_pts`. ``realtime``: every
     decoded frame waits until its pts, counted from the first frame's, is due on ``clock``
     (a file played as a camera); ``wait(seconds)`` does the waiting, and a true result (as
-    ``threading.Event.wait`` gives once set) ends the iteration. ``side``: shrink the shorter
-    side to it (:func:`target_size`). ``captured_at`` is ``wall()``, kept above
-    ``captured_after`` and the previous frame's by at least 1 ms.
+    ``threading.Event.wait`` gives once set) ends the iteration; ``pacing``: the
+    :class:`Pacing` to keep across calls (a looping file's passes; its clock is used), a new
+    one on ``clock`` when None. ``side``: shrink the shorter side to it
+    (:func:`target_size`). ``captured_at`` is ``wall()``, kept above ``captured_after`` and
+    the previous frame's by at least 1 ms.
     """
     sampler = Sampler(fps)
-    paced_from: tuple[float, float] | None = None  # (first pts, clock then)
+    if realtime and pacing is None:
+        pacing = Pacing(clock)
     last_captured = captured_after
     for index, frame in enumerate(frames):
         pts = frame_pts(frame, index, rate, offset)
-        if realtime:
-            if paced_from is None:
-                paced_from = (pts, clock())
-            due = paced_from[1] + (pts - paced_from[0])
-            if wait(max(0.0, due - clock())):
+        if realtime and pacing is not None:
+            due = pacing.due(pts)
+            if wait(max(0.0, due - pacing.clock())):
                 return
         if sampler.keep(pts):
             last_captured = max(wall(), last_captured + 0.001)

@@ -4,17 +4,27 @@ missing and wrong tokens, masked camera credentials, and a schemathesis run."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from services.common.redis import make_redis, status_key
 from services.common.settings import Settings
+from services.infra import Infra
+from services.infra.process import free_port
 from tests.integration.api_server import READ_TOKEN, WRITE_TOKEN, ApiServer, api_settings
+from tests.integration.workers import wait_for
 
 pytestmark = pytest.mark.integration
+
+BODY = {"url": "rtsp://cam/x", "model": "yolact_r18_demo"}
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+NON_FINITE = r":\s*(NaN|-?Infinity|-?1e309|-?1e400)\s*[,}]"  # a JSON number no float holds
 
 
 @pytest.fixture
@@ -230,7 +240,80 @@ def test_frames_route(api: ApiServer, ns_settings: Settings) -> None:
         assert client.get("/v1/streams/nope/frames/1-1").status_code == 404
 
 
-def test_schemathesis_finds_no_server_error(api: ApiServer) -> None:
+def test_redis_down_answers_503_and_writes_nothing(ns_settings: Settings) -> None:
+    with ApiServer(api_settings(ns_settings)) as healthy, healthy.client() as client:
+        made = client.post("/v1/streams", json={"id": "kept", **BODY, "fps": 3})
+        assert made.status_code == 201, made.text
+    # the same registry, and a Redis port where nothing listens
+    down = api_settings(ns_settings, redis_url=None, redis_port=free_port())
+    with ApiServer(down) as broken, broken.client() as client:
+        answers = {
+            "list": client.get("/v1/streams"),
+            "show": client.get("/v1/streams/kept"),
+            "create": client.post("/v1/streams", json={"id": "new", **BODY}),
+            "update": client.patch("/v1/streams/kept", json={"fps": 1}),
+            "delete": client.delete("/v1/streams/kept"),
+            "frame": client.get("/v1/streams/kept/frames/1-1"),
+        }
+        for what, answer in answers.items():
+            assert answer.status_code == 503, (what, answer.text)
+            assert int(answer.headers["retry-after"]) > 0, what
+            assert "Redis" in answer.json()["detail"], what
+        for what in ("create", "update", "delete"):
+            assert "nothing was changed" in answers[what].json()["detail"], what
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/v1/streams/new").status_code == 404  # not in its own view either
+    # a fresh view of the registry topic: no write was made
+    with ApiServer(api_settings(ns_settings)) as fresh, fresh.client() as client:
+        listed = client.get("/v1/streams").json()
+        assert [(s["id"], s["fps"]) for s in listed] == [("kept", 3)]
+
+
+@pytest.fixture
+def own_infra(make_settings: Callable[[Path], Settings], tmp_path: Path) -> Iterator[Infra]:
+    """Servers of this test alone: it stops its Kafka."""
+    infra = Infra(make_settings(tmp_path / "infra"))
+    infra.up(log=False)
+    try:
+        yield infra
+    finally:
+        infra.down()
+
+
+def test_kafka_down_writes_answer_503_and_are_not_made(own_infra: Infra) -> None:
+    kafka = own_infra.components[0]
+    assert kafka.name == "kafka"
+    with ApiServer(api_settings(own_infra.settings)) as api, api.client() as client:
+        made = client.post("/v1/streams", json={"id": "kept", **BODY, "fps": 3})
+        assert made.status_code == 201, made.text
+        kafka.proc.stop()
+        created = client.post("/v1/streams", json={"id": "lost", **BODY})
+        deleted = client.delete("/v1/streams/kept")
+        for answer in (created, deleted):
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["retry-after"]) > 0
+            detail = answer.json()["detail"]
+            assert "registry (Kafka)" in detail and "nothing was changed" in detail
+        assert client.get("/v1/streams/lost").status_code == 404
+        assert client.get("/v1/streams/kept").status_code == 200  # its view still has it
+        kafka.start()
+        kafka.wait_ready()
+
+        def recovered() -> bool:
+            answer = client.post("/v1/streams", json={"id": "later", **BODY})
+            assert answer.status_code in (201, 503), answer.text
+            return answer.status_code == 201
+
+        wait_for(recovered, 90, "a write once Kafka is back")
+    # what the registry topic holds, read again from the beginning
+    with ApiServer(api_settings(own_infra.settings)) as fresh, fresh.client() as client:
+        assert [s["id"] for s in client.get("/v1/streams").json()] == ["kept", "later"]
+
+
+def test_schemathesis_finds_no_server_error(api: ApiServer, tmp_path: Path) -> None:
+    """Schemathesis's cases, plus non-finite numbers in bodies and queries (the hooks of
+    ``schemathesis_hooks.py``): no 5xx, and the non-finite ones were sent and refused."""
+    har = tmp_path / "run.har"
     done = subprocess.run(
         [
             str(sys.executable).replace("/python", "/schemathesis")
@@ -250,12 +333,25 @@ def test_schemathesis_finds_no_server_error(api: ApiServer) -> None:
             "1",
             "--request-timeout",
             "20",
+            "--report",
+            "har",
+            "--report-har-path",
+            str(har),
         ],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
     )
     tail = (done.stdout + done.stderr)[-4000:]
     assert done.returncode == 0, tail
     assert "passed" in tail.lower()
+    entries = json.loads(har.read_text())["log"]["entries"]
+    non_finite = [
+        e
+        for e in entries
+        if re.search(NON_FINITE, (e["request"].get("postData") or {}).get("text", ""))
+    ]
+    assert non_finite, "no request carried a non-finite number"
+    assert {e["response"]["status"] for e in non_finite} == {422}

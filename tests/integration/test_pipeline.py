@@ -14,14 +14,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 from segcore.data import synthetic
 from services.common.events import decode_event
+from services.common.health import Reason
 from services.common.metrics import sample_value
 from services.common.redis import make_redis
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, put_stream
+from services.ingest.source import FIXED_MESSAGES
 from tests.integration.sources import HlsServer, RtspServer, free_port, truncated_copy
 from tests.integration.workers import (
     Worker,
@@ -251,11 +254,14 @@ def test_bad_sources_end_in_their_state_and_leave_others_alone(
     spawn("segment", "--model", MODEL)
     ingest = spawn("ingest", "--read-timeout", "3")
     truncated = truncated_copy(video, tmp_path / "truncated.mp4")
+    still = tmp_path / "still.mp4"  # a PNG renamed .mp4
+    Image.fromarray(np.zeros((*SIZE, 3), np.uint8)).save(still, format="PNG")
     with HlsServer(video) as web:
         specs = {
             "unreachable": f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/cam",
             "not-video": web.not_video_url,
             "truncated": str(truncated),
+            "still": str(still),
             "good": str(video),
         }
         for name, url in specs.items():
@@ -276,16 +282,21 @@ def test_bad_sources_end_in_their_state_and_leave_others_alone(
             )
             not_video = wait_state(client, f"not-video-{unique}", {"error"}, 30)
             broken = wait_state(client, f"truncated-{unique}", {"error"}, 30)
+            image = wait_state(client, f"still-{unique}", {"error", "finished"}, 30)
             got = wait_events(client, f"good-{unique}", 15, 60)
         finally:
             client.close()
     assert good["reason"] == "" and good["frames"] == "15"
     check_events(got, SIZE, count=15)
     assert unreachable["reason"] == "unreachable"
-    assert "hunter2" not in unreachable["message"] and "***@" in unreachable["message"]
-    assert not_video["reason"] == "not-video" and "not-video.html" in not_video["message"]
-    # the first half of an MP4 has no index (moov is written last): it does not open as video
-    assert broken["reason"] == "not-video" and "truncated.mp4" in broken["message"]
+    # a network source's status is its reason's fixed text, never the target's or its URL
+    assert unreachable["message"].startswith(FIXED_MESSAGES[Reason.UNREACHABLE])
+    assert "hunter2" not in unreachable["message"] and "127.0.0.1" not in unreachable["message"]
+    assert not_video["reason"] == "not-video"
+    assert not_video["message"] == FIXED_MESSAGES[Reason.NOT_VIDEO]
+    # the first half of an MP4 has no index (moov is written last): a damaged video file
+    assert broken["reason"] == "decode-error" and "truncated.mp4" in broken["message"]
+    assert image["state"] == "error" and image["reason"] == "not-video", image
     assert "hunter2" not in ingest.log()
 
 

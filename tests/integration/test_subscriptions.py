@@ -293,6 +293,31 @@ def test_filters_drop_what_they_should_and_nothing_else(
     assert "zone" in closed.value.rcvd.reason
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"min_score": "abc"}, "min_score"),
+        ({"min_score": "nan"}, "min_score"),
+        ({"min_score": "1e400"}, "min_score"),
+        ({"zone": "0,0,inf,0,9,9"}, "zone"),
+        ({"from_id": "latest"}, "from_id"),
+    ],
+)
+def test_bad_parameters_are_named_after_the_handshake(
+    api: ApiServer, query: dict[str, str], field: str
+) -> None:
+    # validated by the route, so the client is told which parameter, never a bare 403 that
+    # reads as a token problem
+    with connect(ws_url(api, **query)) as socket, pytest.raises(ConnectionClosed) as closed:
+        socket.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4422
+    assert closed.value.rcvd.reason.startswith(f"{field}:")
+    with api.client(READ_TOKEN) as client:
+        sse = client.get(f"/v1/streams/{STREAM}/events", params=query)
+    assert sse.status_code == 422, sse.text
+    assert [e["loc"] for e in sse.json()["detail"]] == [["query", field]]
+
+
 def test_wrong_or_missing_token_and_unknown_stream_close_the_socket(api: ApiServer) -> None:
     base = api.url.replace("http://", "ws://")
     cases = [

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import random
 import threading
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import av.error
+import numpy as np
 import pytest
+from PIL import Image
 
 from services.common.health import Backoff, Reason, State, StreamHealth
-from services.ingest.source import Sampler, SourceError, classify, open_source, target_size
+from services.ingest.source import (
+    Pacing,
+    Sampler,
+    SourceError,
+    classify,
+    open_source,
+    sample_frames,
+    target_size,
+)
 
 
 def test_sampler_keeps_frames_by_pts() -> None:
@@ -93,6 +105,9 @@ class FakeRedis:
     def delete(self, key: str) -> None:
         self.hashes.pop(key, None)
 
+    def close(self) -> None:
+        pass
+
 
 def test_health_writes_state_rate_and_resumes_seq() -> None:
     fake = FakeRedis()
@@ -164,3 +179,83 @@ def test_a_state_change_is_not_overwritten_by_an_older_write_in_flight() -> None
     failing.join(10)
     status = fake.hashes["segstream:status:cam"]
     assert status["state"] == "error" and status["reason"] == "not-video"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1 s of noise as H.264 in MP4 (64x48, 15 fps), the index (moov) written last, as PyAV
+    does."""
+    path = tmp_path_factory.mktemp("reasons") / "clip.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=15)
+        stream.width, stream.height = 64, 48
+        stream.pix_fmt = "yuv420p"
+        for t in range(15):
+            rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, "rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 15)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def open_error(path: Path) -> SourceError:
+    with pytest.raises(SourceError) as err:
+        open_source(str(path)).close()
+    return err.value
+
+
+def test_a_still_image_named_mp4_is_not_video(tmp_path: Path) -> None:
+    """A PNG (or JPEG) renamed .mp4 opens as a one-frame image stream: it is no video."""
+    for fmt, name in (("PNG", "photo.mp4"), ("JPEG", "photo2.mp4")):
+        path = tmp_path / name
+        Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(path, format=fmt)
+        err = open_error(path)
+        assert err.reason == Reason.NOT_VIDEO and not err.retry, err
+        assert name in str(err) and "image" in str(err)
+
+
+def test_a_video_file_cut_before_its_index_is_a_decode_error(clip: Path, tmp_path: Path) -> None:
+    """The first half of an MP4 is a video file with its index missing: truncated, not
+    something else than video; a text file named .mp4 stays not-video."""
+    data = clip.read_bytes()
+    assert data[4:8] == b"ftyp" and data.rfind(b"moov") > len(data) // 2
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    err = open_error(cut)
+    assert err.reason == Reason.DECODE_ERROR and not err.retry, err
+    assert "cut.mp4" in str(err)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 50)
+    err = open_error(text)
+    assert err.reason == Reason.NOT_VIDEO and not err.retry, err
+    open_source(str(clip)).close()  # the whole file opens
+
+
+class FakeFrame:
+    def __init__(self, time: float) -> None:
+        self.time, self.width, self.height = time, 64, 48
+
+
+def test_pacing_carries_over_to_a_looping_files_next_pass() -> None:
+    """With one ``Pacing`` for every pass of a looping file, the next pass's first frame is
+    due a frame period after the last one of the pass before (no burst, no drift)."""
+    now = [100.0]
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        now[0] += seconds
+        return False
+
+    pacing = Pacing(clock=lambda: now[0])
+    out: list[float] = []
+    for _ in range(3):
+        frames = [FakeFrame(t / 10) for t in range(5)]  # 0.5 s at 10 fps
+        pacing.restart(0.1)
+        for _frame in sample_frames(frames, rate=10, realtime=True, pacing=pacing, wait=wait):
+            out.append(now[0])
+    assert [t - 100.0 for t in out] == pytest.approx([i / 10 for i in range(15)])
