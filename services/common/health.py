@@ -328,16 +328,19 @@ class StreamHealth:
         return staleness(state, last_event_at, since, time.time() if now is None else now)
 
     def _read_last_event(self) -> None:
-        client, started = self.client, time.monotonic()
-        if client is None or started - self._events_read < self.events_every_s:
-            return
-        self._events_read = started
-        try:
-            newest: list[tuple[bytes, object]] = client.xrevrange(  # type: ignore[assignment]
-                masks_key(self.stream_id), count=1
-            )
-        except redis.RedisError:
-            return  # the status write says so; the next read tries again
+        # Under the write lock: :meth:`release` closes the client's sockets from the runner's
+        # thread, and a redis-py client read while it is being closed fails outside RedisError.
+        with self._write_lock:
+            client, started = self.client, time.monotonic()
+            if client is None or started - self._events_read < self.events_every_s:
+                return
+            self._events_read = started
+            try:
+                newest: list[tuple[bytes, object]] = client.xrevrange(  # type: ignore[assignment]
+                    masks_key(self.stream_id), count=1
+                )
+            except redis.RedisError:
+                return  # the status write says so; the next read tries again
         if newest:
             at = entry_time(newest[0][0])
             with self._lock:

@@ -298,7 +298,11 @@ class IngestWorker:
         for stream_id, runner in self.runners.items():
             # writes what changed, and a terminal status again now and then (a Redis that
             # lost it shows it again); reads the newest event's time for the staleness
-            staleness[stream_id] = runner.health.refresh()
+            try:
+                staleness[stream_id] = runner.health.refresh()
+            except Exception:  # one stream's status must not take the worker down
+                log.exception("status refresh failed", extra={"stream_id": stream_id})
+                staleness[stream_id] = None
             counts[runner.health.state.value] += 1
         for state, count in counts.items():
             self.metrics.streams.labels(state).set(count)

@@ -160,3 +160,20 @@ def test_staleness_gauge_keeps_only_running_owned_streams() -> None:
     assert sample_value(exposed(), name, stream="a") == 20.0
     metrics.set_staleness({})
     assert f"{name}{{" not in exposed()
+
+
+def test_event_read_never_overlaps_the_runner_closing_the_client(clock: Clock) -> None:
+    """The worker's loop reads the newest event while the stream's runner may be closing the
+    client's sockets (``release``); redis-py fails outside RedisError when both meet, so the
+    read takes the same lock as the writes and the close."""
+    seen: list[bool] = []
+
+    class Watching(EventsRedis):
+        def xrevrange(self, key: str, count: int) -> list[tuple[bytes, dict[bytes, Any]]]:
+            seen.append(health._write_lock.locked())
+            return super().xrevrange(key, count)
+
+    health = StreamHealth(Watching(), "cam", "w1")  # type: ignore[arg-type]
+    health.set(State.RUNNING)
+    health.refresh()
+    assert seen == [True]
