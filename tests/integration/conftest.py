@@ -40,6 +40,18 @@ def settings(infra: Infra) -> Settings:
 
 
 @pytest.fixture
+def own_infra(make_settings: Callable[[Path], Settings], tmp_path: Path) -> Iterator[Infra]:
+    """Kafka, Redis and Prometheus of one test alone, for a test that stops or restarts
+    them (the session's servers stay up for the others)."""
+    infra = Infra(make_settings(tmp_path / "infra"))
+    infra.up(log=False)
+    try:
+        yield infra
+    finally:
+        infra.down()
+
+
+@pytest.fixture
 def unique() -> str:
     """A name no other test uses: per-test topics and key prefixes."""
     return uuid.uuid4().hex[:12]

@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -267,17 +267,6 @@ def test_redis_down_answers_503_and_writes_nothing(ns_settings: Settings) -> Non
     with ApiServer(api_settings(ns_settings)) as fresh, fresh.client() as client:
         listed = client.get("/v1/streams").json()
         assert [(s["id"], s["fps"]) for s in listed] == [("kept", 3)]
-
-
-@pytest.fixture
-def own_infra(make_settings: Callable[[Path], Settings], tmp_path: Path) -> Iterator[Infra]:
-    """Servers of this test alone: it stops its Kafka."""
-    infra = Infra(make_settings(tmp_path / "infra"))
-    infra.up(log=False)
-    try:
-        yield infra
-    finally:
-        infra.down()
 
 
 def test_kafka_down_writes_answer_503_and_are_not_made(own_infra: Infra) -> None:

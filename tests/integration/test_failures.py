@@ -5,7 +5,7 @@ restarted under running workers."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -228,17 +228,6 @@ def test_stale_frames_are_dropped_and_fresh_ones_batched(
     assert sample_value(text, "segstream_frames_dropped_total", reason="latency-budget") == 4
     assert sample_value(text, "segstream_batch_size_sum") == 8
     assert sample_value(text, "segstream_batch_size_count") < 8  # frames were batched
-
-
-@pytest.fixture
-def own_infra(make_settings: Callable[[Path], Settings], tmp_path: Path) -> Iterator[Infra]:
-    """Servers of this test alone: it restarts them."""
-    infra = Infra(make_settings(tmp_path / "infra"))
-    infra.up(log=False)
-    try:
-        yield infra
-    finally:
-        infra.down()
 
 
 def test_redis_and_kafka_restarts_workers_recover(

@@ -7,11 +7,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 
@@ -19,26 +17,10 @@ from services.common.health import State, StreamHealth
 from services.common.metrics import PipelineMetrics
 from services.common.streams import StreamSpec
 from services.ingest.runner import IngestOptions, StreamRunner
+from tests.unit.services.ingest.clips import write_clip
 from tests.unit.services.ingest.test_source import FakeRedis
 
 FPS = 15
-
-
-def write_clip(path: Path, frames: int) -> Path:
-    """``frames`` frames at 15 fps, 64x48, H.264."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height = 64, 48
-        stream.pix_fmt = "yuv420p"
-        for t in range(frames):
-            rgb = np.full((48, 64, 3), 8 * t, np.uint8)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = t, Fraction(1, FPS)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 
 from services.ingest.source import SampledFrame, open_source, sample_frames, timing
+from tests.unit.services.ingest.clips import write_clip
 
 FPS = 15
 FRAMES = 30
@@ -23,21 +22,13 @@ WIDTH, HEIGHT = 64, 48
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 s at 15 fps, 64x48; frame t is a flat grey of level 8 * t."""
-    path = tmp_path_factory.mktemp("sampling") / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height = WIDTH, HEIGHT
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10", "preset": "veryfast"}
-        for t in range(FRAMES):
-            rgb = np.full((HEIGHT, WIDTH, 3), 8 * t, np.uint8)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = t, Fraction(1, FPS)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_clip(
+        tmp_path_factory.mktemp("sampling") / "clip.mp4",
+        FRAMES,
+        fps=FPS,
+        size=(WIDTH, HEIGHT),
+        options={"crf": "10", "preset": "veryfast"},
+    )
 
 
 def sampled(video: Path, **kwargs: Any) -> list[SampledFrame]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import threading
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -24,6 +23,7 @@ from services.ingest.source import (
     sample_frames,
     target_size,
 )
+from tests.unit.services.ingest.clips import write_clip
 
 
 def test_sampler_keeps_frames_by_pts() -> None:
@@ -185,21 +185,12 @@ def test_a_state_change_is_not_overwritten_by_an_older_write_in_flight() -> None
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1 s of noise as H.264 in MP4 (64x48, 15 fps), the index (moov) written last, as PyAV
     does."""
-    path = tmp_path_factory.mktemp("reasons") / "clip.mp4"
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=15)
-        stream.width, stream.height = 64, 48
-        stream.pix_fmt = "yuv420p"
-        for t in range(15):
-            rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(rgb, "rgb24")
-            frame.pts, frame.time_base = t, Fraction(1, 15)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_clip(
+        tmp_path_factory.mktemp("reasons") / "clip.mp4",
+        15,
+        frame=lambda _t: rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
+    )
 
 
 def open_error(path: Path) -> SourceError:
