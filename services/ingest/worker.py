@@ -91,6 +91,9 @@ class IngestWorker:
         self.specs: dict[str, StreamSpec] = {}
         self.waiting: dict[str, int] = {}  # stream id -> partition, first come first
         self.retired: dict[str, StreamRunner] = {}  # stopped runners, for the seq handover
+        # owned streams that cannot run (no such model): their error status, rewritten by
+        # the loop as a runner's is, with the partition that owns them
+        self.unrunnable: dict[str, tuple[StreamHealth, int]] = {}
         self.redis = make_redis(settings, socket_timeout=5, health_check_interval=10)
         # batch_size: a file read faster than real time sends several frames per request
         # (one 25 KB frame alone is larger than kafka-python's 16 KB default).
@@ -131,6 +134,9 @@ class IngestWorker:
             released.append(stream_id)
         for stream_id in [s for s, r in self.retired.items() if r.partition in partitions]:
             del self.retired[stream_id]
+        for stream_id in [s for s, (_, p) in self.unrunnable.items() if p in partitions]:
+            del self.unrunnable[stream_id]
+            released.append(stream_id)
         for stream_id in released:
             self.specs.pop(stream_id, None)
             log.info("stream released", extra={"stream_id": stream_id})
@@ -191,6 +197,7 @@ class IngestWorker:
             self._wait(spec.id, partition)
 
     def _wait(self, stream_id: str, partition: int) -> None:
+        self.unrunnable.pop(stream_id, None)
         self.waiting[stream_id] = partition
         limit = self.settings.ingest_max_streams
         self._status(stream_id).set(
@@ -212,13 +219,14 @@ class IngestWorker:
         """Run the stream: a runner with a Redis client of its own (closed when it ends), going
         on from the seq of the stream's previous runner on this worker, if any."""
         previous = self.retired.pop(spec.id, None)
+        self.unrunnable.pop(spec.id, None)
         if spec.model not in segcore.list_models():
             if previous is not None:
                 previous.join(timeout=self.options.read_timeout_s + 2)  # its status written
                 self.retired[spec.id] = previous
-            self._status(spec.id).set(
-                State.ERROR, Reason.UNKNOWN_MODEL, f"no model named {spec.model!r}"
-            )
+            health = self._status(spec.id)
+            health.set(State.ERROR, Reason.UNKNOWN_MODEL, f"no model named {spec.model!r}")
+            self.unrunnable[spec.id] = (health, partition)
             return
         try:
             self._ensure_topic(spec.model)
@@ -251,6 +259,9 @@ class IngestWorker:
         retired = self.retired.pop(stream_id, None)
         self.specs.pop(stream_id, None)
         self.waiting.pop(stream_id, None)
+        unrunnable = self.unrunnable.pop(stream_id, None)
+        if unrunnable is not None:
+            unrunnable[0].forget()
         for stopped in (runner, retired):
             if stopped is not None:
                 stopped.stop()
@@ -295,15 +306,17 @@ class IngestWorker:
         counts = dict.fromkeys(STATES, 0)
         counts[State.PENDING.value] = len(self.waiting)
         staleness: dict[str, float | None] = {}
-        for stream_id, runner in self.runners.items():
+        healths = [(s, r.health) for s, r in self.runners.items()]
+        healths += [(s, health) for s, (health, _) in self.unrunnable.items()]
+        for stream_id, health in healths:
             # writes what changed, and a terminal status again now and then (a Redis that
             # lost it shows it again); reads the newest event's time for the staleness
             try:
-                staleness[stream_id] = runner.health.refresh()
+                staleness[stream_id] = health.refresh()
             except Exception:  # one stream's status must not take the worker down
                 log.exception("status refresh failed", extra={"stream_id": stream_id})
                 staleness[stream_id] = None
-            counts[runner.health.state.value] += 1
+            counts[health.state.value] += 1
         for state, count in counts.items():
             self.metrics.streams.labels(state).set(count)
         self.metrics.set_staleness(staleness)
@@ -329,6 +342,7 @@ class IngestWorker:
         self.runners.clear()
         self.retired.clear()
         self.waiting.clear()
+        self.unrunnable.clear()
         with contextlib.suppress(KafkaError):
             self.consumer.close()
         self.producer.close(timeout=5)

@@ -111,14 +111,21 @@ def test_a_redis_restart_keeps_events_and_statuses(own_redis: OwnRedis) -> None:
 def test_a_stopped_streams_status_comes_back_after_redis_lost_it(
     own_redis: OwnRedis, tmp_path: Path, unique: str
 ) -> None:
+    """A stream whose runner ended (a missing file) and one that never had a runner (no such
+    model): both statuses come back, with their reasons, after Redis lost them."""
     settings = own_redis.settings
     ingest = Worker(settings, ["ingest"], tmp_path, "ingest")
-    stream_id = f"gone-{unique}"
+    gone, nameless = f"gone-{unique}", f"nameless-{unique}"
     try:
-        put_stream(settings, StreamSpec(id=stream_id, url=str(tmp_path / "gone.mp4"), model=MODEL))
+        put_stream(settings, StreamSpec(id=gone, url=str(tmp_path / "gone.mp4"), model=MODEL))
+        put_stream(settings, StreamSpec(id=nameless, url=str(tmp_path / "x.mp4"), model="none"))
         client = make_redis(settings)
         try:
-            stopped = wait_state(client, stream_id, {"error", "finished"}, 120)
+            stopped = {
+                gone: wait_state(client, gone, {"error", "finished"}, 120),
+                nameless: wait_state(client, nameless, {"error"}, 60),
+            }
+            assert stopped[nameless]["reason"] == Reason.UNKNOWN_MODEL
             client.set("sentinel", "1")
         finally:
             client.close()
@@ -128,11 +135,12 @@ def test_a_stopped_streams_status_comes_back_after_redis_lost_it(
         client = make_redis(settings)
         try:
             assert client.get("sentinel") is None  # the data is gone: nothing was kept
-            again = wait_state(client, stream_id, {stopped["state"]}, 60)
-            for field in ("reason", "message", "worker"):
-                assert again[field] == stopped[field], field
-            assert client.ttl(status_key(stream_id)) > 0  # still expires if nobody owns it
-            assert not client.exists(masks_key(stream_id))
+            for stream_id, before in stopped.items():
+                again = wait_state(client, stream_id, {before["state"]}, 60)
+                for field in ("reason", "message", "worker"):
+                    assert again[field] == before[field], (stream_id, field)
+                assert client.ttl(status_key(stream_id)) > 0  # expires if nobody owns it
+                assert not client.exists(masks_key(stream_id))
         finally:
             client.close()
         assert ingest.alive()
