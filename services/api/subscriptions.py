@@ -126,9 +126,21 @@ def filtered(flt: EventFilter, raw: bytes) -> bytes | None:
     return encode_event(event) if event is not None else None
 
 
-async def pump(state: ApiState, sub: Subscription, send: Send) -> str:
+class Ended(NamedTuple):
+    """How a subscription ended: ``dropped`` when the subscriber was too slow (WebSocket
+    close code 1013, else 1000), and the reason told to the client."""
+
+    reason: str
+    dropped: bool = False
+
+    @property
+    def close_code(self) -> int:
+        return 1013 if self.dropped else 1000
+
+
+async def pump(state: ApiState, sub: Subscription, send: Send) -> Ended:
     """Deliver ``sub``'s events through ``send`` until the reader stops or a send stalls;
-    returns the reason to close with (``slow`` in it when the subscriber was dropped)."""
+    returns how the subscription ended."""
     m = state.metrics
     queue: Queue = asyncio.Queue(maxsize=state.settings.api_subscriber_queue)
     reader_task = asyncio.create_task(read_events(state, sub, queue))
@@ -139,12 +151,11 @@ async def pump(state: ApiState, sub: Subscription, send: Send) -> str:
             getter = asyncio.create_task(queue.get())
             done, _ = await asyncio.wait({getter, reader_task}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
-                reason = reader_task.result() or "ended"
                 m.subscribers_dropped.labels(sub.kind, "slow").inc()
-                return reason
+                return Ended(reader_task.result() or "subscriber too slow", dropped=True)
             item = getter.result()
             if item is None:
-                return "ended"
+                return Ended("ended")
             entry, raw = item
             payload = filtered(sub.flt, raw)
             if payload is None:
@@ -159,8 +170,9 @@ async def pump(state: ApiState, sub: Subscription, send: Send) -> str:
                 sending.cancel()
                 m.subscribers_dropped.labels(sub.kind, "slow").inc()
                 if reader_task.done():
-                    return reader_task.result() or "subscriber too slow"
-                return f"subscriber too slow: one event waited {SEND_TIMEOUT_S:.0f} s to be sent"
+                    return Ended(reader_task.result() or "subscriber too slow", dropped=True)
+                waited = f"subscriber too slow: one event waited {SEND_TIMEOUT_S:.0f} s to be sent"
+                return Ended(waited, dropped=True)
             sending.result()
     finally:
         pending = [t for t in (getter, reader_task) if t is not None]
@@ -239,16 +251,16 @@ async def events_ws(
                 return
 
     closer = asyncio.create_task(watch_close())
-    pumping: asyncio.Task[str] | None = None
+    pumping: asyncio.Task[Ended] | None = None
     try:
         await websocket.send_text(json.dumps({"subscribed": sub.after}))
         pumping = asyncio.create_task(pump(state_of(websocket), sub, send))
         done, _ = await asyncio.wait({closer, pumping}, return_when=asyncio.FIRST_COMPLETED)
         if pumping in done and not closer.done():
-            reason = "ended"
+            ended = Ended("ended")
             with contextlib.suppress(Exception):
-                reason = pumping.result()
-            await websocket.close(code=1013 if "slow" in reason else 1000, reason=reason[:120])
+                ended = pumping.result()
+            await websocket.close(code=ended.close_code, reason=ended.reason[:120])
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
@@ -304,9 +316,9 @@ async def sse_body(state: ApiState, sub: Subscription) -> AsyncIterator[bytes]:
         await chunks.put(b"id: " + entry.encode() + b"\ndata: " + payload + b"\n\n")
 
     async def run() -> None:
-        reason = await pump(state, sub, send)
+        ended = await pump(state, sub, send)
         with contextlib.suppress(asyncio.QueueFull):
-            chunks.put_nowait(f"event: close\ndata: {json.dumps(reason)}\n\n".encode())
+            chunks.put_nowait(f"event: close\ndata: {json.dumps(ended.reason)}\n\n".encode())
 
     task = asyncio.create_task(run())
     try:
