@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from services.api.app import create_app
 from services.api.errors import RETRY_AFTER_S, public_errors
+from services.api.subscriptions import Ended
 from services.common.settings import ApiToken, Settings
 from services.common.streams import StreamSpec
 from services.infra.process import free_port
@@ -188,3 +189,9 @@ def test_public_errors_leave_out_what_json_cannot_carry() -> None:
         {"type": "x", "loc": ["body", 0], "msg": "m"},
     ]
     json.dumps(shown, allow_nan=False)
+
+
+def test_a_dropped_subscriber_closes_with_1013_and_an_ended_one_with_1000() -> None:
+    assert Ended("subscriber too slow: 256 events waited", dropped=True).close_code == 1013
+    assert Ended("ended").close_code == 1000
+    assert Ended("the word slow in a reason").close_code == 1000
