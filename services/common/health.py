@@ -27,7 +27,7 @@ from typing import TypeAlias, TypeVar
 
 import redis
 
-from services.common.redis import masks_key, status_key
+from services.common.redis import entry_time, masks_key, status_key
 
 log = logging.getLogger("segstream.health")
 
@@ -180,12 +180,6 @@ class StreamStatus:
             return cls.parse(raw)
         except StatusDecodeError:
             return cls(state=_text_fields(raw).get("state", "unknown"))
-
-
-def entry_time(entry: bytes | str) -> float:
-    """The capture time, epoch seconds, in an event's entry id ``<capture ms>-<seq>``."""
-    text = entry.decode() if isinstance(entry, bytes) else entry
-    return int(text.split("-", 1)[0]) / 1000.0
 
 
 def staleness(

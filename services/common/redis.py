@@ -137,6 +137,13 @@ def entry_id(captured_at: float, seq: int) -> str:
     return f"{int(captured_at * 1000)}-{seq}"
 
 
+def entry_time(entry: bytes | str) -> float:
+    """The capture time, epoch seconds, in an event's entry id ``<capture ms>-<seq>`` (the
+    inverse of :func:`entry_id`, to the millisecond)."""
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    return int(text.split("-", 1)[0]) / 1000.0
+
+
 class EventPublisher:
     """Publishes encoded events (stream entry, pub/sub, latest key) in one round trip per
     batch; tells which were new, which were already there and which Redis refused."""

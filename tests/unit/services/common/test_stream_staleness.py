@@ -14,10 +14,10 @@ from services.common.health import (
     State,
     StreamHealth,
     StreamStatus,
-    entry_time,
     staleness,
 )
 from services.common.metrics import PipelineMetrics, sample_value
+from services.common.redis import entry_time
 from tests.unit.services.ingest.test_source import FakeRedis
 
 KEY = "segstream:status:cam"
