@@ -291,16 +291,15 @@ class SegmentWorker:
                 )
                 self.metrics.publish_seconds.labels(self.m).observe(time.perf_counter() - started)
                 return outcomes
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning(
-                    "publish failed (Redis unreachable), retrying in %.1f s: %s", delay, exc
-                )
-            except redis.ResponseError as exc:
-                log.warning(
-                    "publish failed (Redis refuses writes), retrying in %.1f s: %s", delay, exc
-                )
             except redis.RedisError as exc:
-                log.warning("publish failed, retrying in %.1f s: %s", delay, exc)
+                why = (
+                    "Redis unreachable"
+                    if isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+                    else "Redis refuses writes"
+                    if isinstance(exc, redis.ResponseError)
+                    else "Redis error"
+                )
+                log.warning("publish failed (%s), retrying in %.1f s: %s", why, delay, exc)
             self.halt.wait(delay)
             delay = min(delay * 2, 5.0)
         return None
