@@ -31,6 +31,7 @@ from services.api.middleware import BodyLimit, count_requests
 from services.api.models import Problem
 from services.api.state import ApiState, State
 from services.api.table import StreamTable
+from services.common.destinations import DestinationPolicy
 from services.common.metrics import PipelineMetrics
 from services.common.redis import make_async_redis
 from services.common.settings import Settings
@@ -59,6 +60,7 @@ def create_app(
             tokens=tokens,
             metrics=metrics or PipelineMetrics(),
             models=segcore.list_models(),
+            destinations=DestinationPolicy.from_settings(settings),
         )
         app.state.api = state
         await asyncio.to_thread(view.wait_ready, 30.0)

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 
 from services.api.auth import Tokens
 from services.api.table import StreamTable
+from services.common.destinations import DestinationPolicy
 from services.common.metrics import PipelineMetrics
 from services.common.settings import Settings
 
@@ -19,7 +20,8 @@ from services.common.settings import Settings
 @dataclass
 class ApiState:
     """``table``: the registry view; ``redis``: the async client of statuses, events and
-    frames; ``models``: the registered architectures' names, as ``segcore.list_models()``."""
+    frames; ``models``: the registered architectures' names, as ``segcore.list_models()``;
+    ``destinations``: the policy sources are checked against at registration."""
 
     settings: Settings
     table: StreamTable
@@ -27,6 +29,7 @@ class ApiState:
     tokens: Tokens
     metrics: PipelineMetrics
     models: list[str]
+    destinations: DestinationPolicy
 
 
 def state_of(conn: HTTPConnection) -> ApiState:

@@ -63,7 +63,7 @@ async def check_source(state: ApiState, url: str, model: str) -> None:
         raise field_error("url", "a URL needs a host")
     if model not in state.models:
         raise field_error("model", f"unknown model {model!r}; GET /v1/models lists them")
-    await check_destination(DestinationPolicy.from_settings(state.settings), url)
+    await check_destination(state.destinations, url)
 
 
 async def check_destination(policy: DestinationPolicy, url: str) -> None:
