@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from services.common.events import DecodeError
@@ -49,12 +49,9 @@ class StreamTable:
         self._answered = 0  # the last of them the view has caught up with
         self.connected = False
         bootstrap_topics(settings, base_topics(settings))
-        self.producer = make_producer(
-            settings,
-            max_block_ms=10_000,
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
-            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
-        )
+        # made by the first write: a view that only reads (a segment worker's) has none
+        self._producer: KafkaProducer | None = None
+        self._producer_lock = threading.Lock()
         self.consumer = make_consumer(settings, enable_auto_commit=False, group_id=None)
         partitions = self.consumer.partitions_for_topic(self.topic) or set()
         self.partitions = [TopicPartition(self.topic, p) for p in sorted(partitions)]
@@ -124,11 +121,22 @@ class StreamTable:
         with self._lock:
             return sorted(self._specs.values(), key=lambda s: s.id)
 
+    def _writer(self) -> KafkaProducer:
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = make_producer(
+                    self.settings,
+                    max_block_ms=10_000,
+                    request_timeout_ms=REQUEST_TIMEOUT_MS,
+                    delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+                )
+            return self._producer
+
     def _write(self, key: bytes, value: bytes | None) -> None:
         """Send one record and wait for the registry's acknowledgement; raises
         :class:`RegistryUnavailable` when it does not come (the record is then not sent)."""
         try:
-            future = self.producer.send(self.topic, key=key, value=value)
+            future = self._writer().send(self.topic, key=key, value=value)
             future.get(timeout=DELIVERY_TIMEOUT_MS / 1000 + 15)
         except KafkaError as exc:
             raise RegistryUnavailable(type(exc).__name__) from None
@@ -150,5 +158,7 @@ class StreamTable:
         self._stop.set()
         self._thread.join(timeout=5)
         self.consumer.close()
-        self.producer.close(timeout=5)
+        with self._producer_lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
         time.sleep(0)
