@@ -6,7 +6,8 @@ the library is loaded on first use by :func:`available`. The Python fronts in ``
 ask :func:`supports` whether a tensor's device has a compiled kernel and fall back to their
 PyTorch references when it has not.
 Set ``SEGSTREAM_OPS_LIBRARY`` to load a library built elsewhere; set it to ``off`` to force
-the references.
+the references. ``SEGSTREAM_OPS_BUILD_DIR`` moves the build folder (and so the default library
+path), for a second build beside the checkout's.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 LIBRARY_NAME = "segstream_ops"
-BUILD_DIR = Path(__file__).resolve().parent / "_build"
+BUILD_DIR = Path(
+    os.environ.get("SEGSTREAM_OPS_BUILD_DIR") or Path(__file__).resolve().parent / "_build"
+)
 _ENV = "SEGSTREAM_OPS_LIBRARY"
 
 _lock = threading.Lock()
