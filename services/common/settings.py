@@ -161,6 +161,21 @@ class Settings(BaseSettings):
         description="recent frames per stream the segment worker keeps in "
         "Redis for viewers (0: none)",
     )
+    gpu_half: bool = Field(
+        False,
+        description="a segment worker on CUDA runs inference in float16 autocast (outputs "
+        "within the tolerance stated in services/segment/gpu.py)",
+    )
+    gpu_channels_last: bool = Field(
+        False, description="a segment worker on CUDA stores its model's weights channels-last"
+    )
+    gpu_pipeline_depth: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="batches a segment worker on CUDA holds between poll and commit: while "
+        "one is published, the next runs on the device",
+    )
     ingest_max_streams: int = Field(
         64,
         ge=1,

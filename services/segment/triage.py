@@ -8,9 +8,11 @@ Records are anything with the ``key``, ``value`` and ``headers`` of a kafka-pyth
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
+
+import numpy as np
 
 from services.common.events import DecodeError
 from services.common.frames import (
@@ -83,6 +85,7 @@ def triage(
     *,
     registered: Container[str],
     limits: FrameLimits = DEFAULT_LIMITS,
+    decode: Callable[[FrameMessage], np.ndarray] = FrameMessage.image,
 ) -> Triage[R]:
     """Sort polled frame records at wall-clock time ``now`` (epoch seconds).
 
@@ -92,6 +95,9 @@ def triage(
     ``budget_ms`` (``latency-budget``), their images not decoded; a frame whose image does
     not decode to the size in its headers is bad (``bad-image``); the rest are ready, their
     images (H, W, 3) uint8 RGB and their ``frame_size`` (width, height) the source frame's.
+    ``decode`` turns a message into its image (DecodeError when it cannot): the GPU worker
+    passes one that only checks the size the image declares and decodes the batch on the
+    device later (services/segment/gpu.py).
     """
     out: Triage[R] = Triage()
     for record in records:
@@ -110,7 +116,7 @@ def triage(
             out.dropped.append(Drop(message, Dropped.LATENCY_BUDGET))
             continue
         try:
-            rgb = message.image()
+            rgb = decode(message)
         except DecodeError as exc:
             out.bad.append(Bad(record, DeadLetter.BAD_IMAGE, str(exc)))
             continue
