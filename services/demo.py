@@ -47,9 +47,18 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(settings: Settings, *, events: int | None = None, quiet: bool = False) -> int:
+def run_demo(
+    settings: Settings, *, events: int | None = None, quiet: bool = False, model: str = MODEL
+) -> int:
     """Run the demo until Ctrl-C or ``events`` events; 0 when events came and their masks
-    match the scene's ground truth (mean IoU > 0.7)."""
+    match the scene's ground truth (mean IoU > 0.7). ``model``: the registered model the
+    camera is segmented with (one trained on the synthetic camera's classes: a ``*_demo``)."""
+    import segcore
+
+    if model not in segcore.list_models():
+        raise ValueError(
+            f"unknown model {model!r}; known models: {', '.join(segcore.list_models())}"
+        )
     from services.client import ApiError, Client
     from services.infra import Infra
 
@@ -80,7 +89,7 @@ def run_demo(settings: Settings, *, events: int | None = None, quiet: bool = Fal
             video.parent.mkdir(parents=True, exist_ok=True)
             synthetic.write_video(video, SEED, FRAMES, SIZE, fps=FPS)
         truths = [target for _, target in synthetic.scene(SEED, FRAMES, SIZE)]
-        commands = {"api": [], "ingest": [], "segment": ["--model", MODEL]}
+        commands = {"api": [], "ingest": [], "segment": ["--model", model]}
         for (name, args), port in zip(commands.items(), ports, strict=True):
             log = infra.log_dir / f"demo-{name}.log"
             children.append(
@@ -103,11 +112,11 @@ def run_demo(settings: Settings, *, events: int | None = None, quiet: bool = Fal
         with Client(api, token) as client:
             spec = {"fps": 5, "realtime": True, "loop": True}
             try:
-                client.add(str(video), MODEL, id=CAMERA, **spec)
+                client.add(str(video), model, id=CAMERA, **spec)
             except ApiError as exc:
                 if exc.status != 409:
                     raise
-                client.update(CAMERA, url=str(video), model=MODEL, **spec)
+                client.update(CAMERA, url=str(video), model=model, **spec)
             say(f"\ncamera: {CAMERA}, H.264 {SIZE[1]}x{SIZE[0]} at {FPS} fps, segmented at 5 fps")
             say(f"viewer: {api}/viewer?access_token={token}&stream={CAMERA}")
             say(f"API:    {api}/docs  (token: {token})")

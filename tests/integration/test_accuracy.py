@@ -29,9 +29,12 @@ NAMES = list(synthetic.CLASSES)
 
 
 def ap_of(events: list[MaskEvent], samples: list) -> float:
+    """Mask AP of ``events`` against the scene's ground truth; an instance's class is its
+    ``label`` (the name: a Mask R-CNN model's ``class_id`` counts its background too)."""
     targets = [(SIZE, samples[round(e.pts * FPS)][1]) for e in events]
     detections = [
-        [Detection(i.class_id, i.score, i.rle(), i.box) for i in e.instances] for e in events
+        [Detection(NAMES.index(i.label), i.score, i.rle(), i.box) for i in e.instances]
+        for e in events
     ]
     return evaluate_detections(targets, detections, NAMES).mask_ap
 
@@ -44,7 +47,7 @@ def test_pipeline_and_run_keep_the_models_accuracy(
     compiled_ops: None,
 ) -> None:
     samples = list(synthetic.scene(SEED, FRAMES, SIZE))
-    model = segcore.build(MODEL, fuse=True)  # the build the segment worker runs
+    model = segcore.build_served(MODEL)  # the build the segment worker runs
     raw_ap = evaluate(model, samples, NAMES).mask_ap
     assert raw_ap > 0.5
     video = tmp_path / "scene.mp4"
