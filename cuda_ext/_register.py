@@ -99,6 +99,8 @@ def register() -> None:
             grad.new_empty((batch, channels, h, w)) for h, w in zip(heights, widths, strict=True)
         ]
 
+    if hasattr(torch.ops.cuda_ext, "all_levels_roi_align"):  # libraries built before it lack it
+        _register_all_levels_roi_align()
     torch.library.register_autograd(
         "cuda_ext::multiscale_roi_align",
         _roi_align_backward,
@@ -110,6 +112,71 @@ def register() -> None:
         setup_context=_assemble_masks_setup,
     )
     _registered = True
+
+
+def _register_all_levels_roi_align() -> None:
+    @torch.library.register_fake("cuda_ext::all_levels_roi_align")
+    def _all_levels_roi_align(
+        features: list[torch.Tensor],
+        rois: torch.Tensor,
+        scales: list[float],
+        pooled_h: int,
+        pooled_w: int,
+        sampling_ratio: int,
+        aligned: bool,
+    ) -> torch.Tensor:
+        torch._check(
+            len(features) == len(scales), lambda: "all_levels_roi_align: one scale per level"
+        )
+        first = features[0]
+        return first.new_empty((len(features), rois.shape[0], first.shape[1], pooled_h, pooled_w))
+
+    @torch.library.register_fake("cuda_ext::all_levels_roi_align_backward")
+    def _all_levels_roi_align_backward(
+        grad: torch.Tensor,
+        rois: torch.Tensor,
+        scales: list[float],
+        heights: list[int],
+        widths: list[int],
+        batch: int,
+        channels: int,
+        sampling_ratio: int,
+        aligned: bool,
+    ) -> list[torch.Tensor]:
+        return [
+            grad.new_empty((batch, channels, h, w)) for h, w in zip(heights, widths, strict=True)
+        ]
+
+    torch.library.register_autograd(
+        "cuda_ext::all_levels_roi_align",
+        _all_levels_backward,
+        setup_context=_all_levels_setup,
+    )
+
+
+def _all_levels_setup(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    features, rois, scales, _ph, _pw, sampling_ratio, aligned = inputs
+    ctx.save_for_backward(rois)
+    ctx.scales = list(scales)
+    ctx.shapes = [(f.shape[2], f.shape[3]) for f in features]
+    ctx.batch, ctx.channels = features[0].shape[0], features[0].shape[1]
+    ctx.sampling_ratio, ctx.aligned = sampling_ratio, aligned
+
+
+def _all_levels_backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+    (rois,) = ctx.saved_tensors
+    grads = torch.ops.cuda_ext.all_levels_roi_align_backward(
+        grad,
+        rois,
+        ctx.scales,
+        [h for h, _ in ctx.shapes],
+        [w for _, w in ctx.shapes],
+        ctx.batch,
+        ctx.channels,
+        ctx.sampling_ratio,
+        ctx.aligned,
+    )
+    return list(grads), None, None, None, None, None, None
 
 
 def _roi_align_setup(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:

@@ -45,4 +45,14 @@ TORCH_LIBRARY(cuda_ext, m) {
       "multiscale_roi_align_backward(Tensor grad, Tensor rois, Tensor levels, float[] scales, "
       "int[] heights, int[] widths, int batch, int channels, int sampling_ratio, bool aligned) "
       "-> Tensor[]");
+  // features: L levels (B, C, H_l, W_l); rois (N, 5) (batch index, x1, y1, x2, y2) in image
+  // pixels; scales: L floats. Returns (L, N, C, pooled_h, pooled_w): slice l is
+  // torchvision's roi_align of every RoI on level l (PANet's adaptive feature pooling).
+  m.def(
+      "all_levels_roi_align(Tensor[] features, Tensor rois, float[] scales, int pooled_h, "
+      "int pooled_w, int sampling_ratio, bool aligned) -> Tensor");
+  // grad (L, N, C, pooled_h, pooled_w) -> the L gradients (batch, channels, H_l, W_l).
+  m.def(
+      "all_levels_roi_align_backward(Tensor grad, Tensor rois, float[] scales, int[] heights, "
+      "int[] widths, int batch, int channels, int sampling_ratio, bool aligned) -> Tensor[]");
 }

@@ -5,6 +5,10 @@ kernel of ``cuda_ext`` when the library is built (``torch.ops.cuda_ext.<op>``, d
 device) and its pure-PyTorch reference otherwise.
 """
 
+from segcore.ops.all_levels_roi_align import (
+    all_levels_roi_align,
+    all_levels_roi_align_reference,
+)
 from segcore.ops.assemble_masks import assemble_masks, assemble_masks_reference
 from segcore.ops.fast_nms import fast_nms, fast_nms_reference
 from segcore.ops.masks_to_rle import masks_to_rle, masks_to_rle_reference
@@ -16,6 +20,8 @@ from segcore.ops.paste_masks import expand_boxes, paste_masks, paste_masks_refer
 from segcore.ops.preprocess_frames import preprocess_frames, preprocess_frames_reference
 
 __all__ = [
+    "all_levels_roi_align",
+    "all_levels_roi_align_reference",
     "assemble_masks",
     "assemble_masks_reference",
     "expand_boxes",

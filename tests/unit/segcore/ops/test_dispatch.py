@@ -10,6 +10,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import cuda_ext
 from segcore.ops import (
+    all_levels_roi_align,
     assemble_masks,
     fast_nms,
     masks_to_rle,
@@ -45,6 +46,13 @@ def test_library_turned_off(compiled_ops: None, monkeypatch: pytest.MonkeyPatch)
 
 
 CALLS: dict[str, Callable[[], object]] = {
+    "all_levels_roi_align": lambda: all_levels_roi_align(
+        [torch.rand(1, 2, 8, 8), torch.rand(1, 2, 4, 4)],
+        [torch.tensor([[0.0, 0, 10, 10]])],
+        [(32, 32)],
+        2,
+        2,
+    ),
     "assemble_masks": lambda: assemble_masks(
         torch.rand(4, 6, 6), torch.rand(2, 4), torch.tensor([[0.0, 0, 3, 3], [1, 1, 6, 5]])
     ),

@@ -1,0 +1,160 @@
+"""RoIAlign of every RoI at every pyramid level in one pass: PANet's adaptive feature pooling.
+
+PANet (Liu et al., 2018) pools each RoI from all levels N2..N5 and fuses the levels later
+(element-wise max after each level's own first layer). Written by hand this is L calls to
+torchvision's ``roi_align``, one per level, each looping over the channels of every RoI. The
+compiled ``all_levels_roi_align`` computes each RoI's sampling geometry once per level and
+shares it across the channels, parallel over (level, RoI); its backward is registered for
+training. Level scales are inferred as torchvision's ``MultiScaleRoIAlign`` infers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchvision.ops import roi_align
+
+import cuda_ext
+from segcore.ops import _checks
+from segcore.ops.multiscale_roi_align import infer_scales, to_rois
+
+_OP = "all_levels_roi_align"
+_MAX_LEVELS = 8  # the kernels' limit (roi_align.h kMaxLevels)
+
+
+def _pair(output_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(output_size, int):
+        size = (output_size, output_size)
+    elif len(output_size) == 2:
+        size = (int(output_size[0]), int(output_size[1]))
+    else:
+        raise ValueError(f"{_OP}: output_size must be S or (Sh, Sw), got {output_size}")
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"{_OP}: output_size must be positive, got {output_size}")
+    return size
+
+
+def all_levels_roi_align_reference(
+    features: Sequence[Tensor],
+    boxes: Sequence[Tensor],
+    image_shapes: Sequence[tuple[int, int]],
+    output_size: int | Sequence[int],
+    sampling_ratio: int,
+    aligned: bool = False,
+) -> Tensor:
+    """The per-level loop a user would write: torchvision's ``roi_align`` once per level."""
+    size = _pair(output_size)
+    scales = infer_scales(features, image_shapes)
+    rois = to_rois(boxes)
+    pooled = [
+        roi_align(feature, rois, size, scale, sampling_ratio, aligned)
+        for feature, scale in zip(features, scales, strict=True)
+    ]
+    return torch.stack(pooled)
+
+
+def _check(
+    features: Sequence[Tensor],
+    boxes: Sequence[Tensor],
+    image_shapes: Sequence[tuple[int, int]],
+    sampling_ratio: int,
+) -> None:
+    if not features:
+        raise ValueError(f"{_OP}: features must hold at least one level")
+    if len(features) > _MAX_LEVELS:
+        raise ValueError(f"{_OP}: at most {_MAX_LEVELS} levels, got {len(features)}")
+    for i, f in enumerate(features):
+        _checks.tensor(_OP, f"features[{i}]", f)
+        _checks.shape(_OP, f"features[{i}]", f, "(B, C, H, W)", f.dim() == 4)
+        _checks.floating(_OP, f"features[{i}]", f)
+    first = features[0]
+    for i, f in enumerate(features):
+        if f.shape[:2] != first.shape[:2] or f.dtype != first.dtype or f.device != first.device:
+            raise ValueError(
+                f"{_OP}: features[{i}] must share batch, channels, dtype and device with "
+                f"features[0]: {tuple(f.shape)} {f.dtype} {f.device} vs "
+                f"{tuple(first.shape)} {first.dtype} {first.device}"
+            )
+    if len(boxes) != first.shape[0]:
+        raise ValueError(f"{_OP}: boxes has {len(boxes)} entries for a batch of {first.shape[0]}")
+    for i, b in enumerate(boxes):
+        _checks.tensor(_OP, f"boxes[{i}]", b)
+        _checks.shape(_OP, f"boxes[{i}]", b, "(N, 4)", b.dim() == 2 and b.shape[1] == 4)
+        if b.dtype != first.dtype or b.device != first.device:
+            raise ValueError(
+                f"{_OP}: boxes[{i}] must match the features' dtype and device "
+                f"({first.dtype} on {first.device}), got {b.dtype} on {b.device}"
+            )
+    if len(image_shapes) != len(boxes):
+        raise ValueError(
+            f"{_OP}: image_shapes has {len(image_shapes)} entries for {len(boxes)} images"
+        )
+    for i, s in enumerate(image_shapes):
+        _checks.image_shape(_OP, f"image_shapes[{i}]", s)
+    if int(sampling_ratio) != sampling_ratio:
+        raise ValueError(f"{_OP}: sampling_ratio must be an int, got {sampling_ratio!r}")
+
+
+def _compiled(first: Tensor) -> bool:
+    """The compiled kernel serves this tensor (devices without kernels, and a library built
+    before the op existed, take the reference)."""
+    return cuda_ext.supports(first) and hasattr(torch.ops.cuda_ext, _OP)
+
+
+def all_levels_roi_align(
+    features: Sequence[Tensor],
+    boxes: Sequence[Tensor],
+    image_shapes: Sequence[tuple[int, int]],
+    output_size: int | Sequence[int],
+    sampling_ratio: int,
+    aligned: bool = False,
+) -> Tensor:
+    """Pool every box from every level.
+
+    Args:
+        features: L levels, each (B, C, H_l, W_l), finest first; one dtype and device.
+        boxes: B tensors (N_i, 4) float, xyxy in input-image pixels.
+        image_shapes: the B images' (H, W) (sizes before padding to a batch); they set the
+            level scales as torchvision's ``MultiScaleRoIAlign`` does (powers of two).
+        output_size: S or (Sh, Sw).
+        sampling_ratio: samples per bin side; <= 0 adapts to the box size.
+        aligned: RoIAlign's half-pixel shift (torchvision's MultiScaleRoIAlign uses False).
+
+    Returns:
+        (L, N, C, Sh, Sw), N = sum N_i in image order: slice l is torchvision's ``roi_align``
+        of the RoIs (image index, x1, y1, x2, y2) on level l with level l's scale.
+        Differentiable with respect to the features. Half precision on CPU is pooled in
+        float32 and returned in the features' dtype.
+    """
+    _check(features, boxes, image_shapes, sampling_ratio)
+    pooled_h, pooled_w = _pair(output_size)
+    first = features[0]
+    if first.dtype in (torch.float16, torch.bfloat16) and first.device.type == "cpu":
+        # The compiled CPU kernel has no half-precision path (nor torchvision's for
+        # bfloat16): pooled in float32.
+        pooled = all_levels_roi_align(
+            [f.float() for f in features],
+            [b.float() for b in boxes],
+            image_shapes,
+            output_size,
+            sampling_ratio,
+            aligned,
+        )
+        return pooled.to(first.dtype)
+    if not boxes:  # a batch of no images
+        return first.new_zeros((len(features), 0, first.shape[1], pooled_h, pooled_w))
+    if not _compiled(first):
+        return all_levels_roi_align_reference(
+            features, boxes, image_shapes, output_size, sampling_ratio, aligned
+        )
+    scales = infer_scales(features, image_shapes)
+    rois = to_rois(boxes)
+    result: Tensor = torch.ops.cuda_ext.all_levels_roi_align(
+        list(features), rois, scales, pooled_h, pooled_w, int(sampling_ratio), bool(aligned)
+    )
+    return result
+
+
+__all__ = ["all_levels_roi_align", "all_levels_roi_align_reference"]
