@@ -17,7 +17,7 @@ from segcore.models.yolact.checkpoint import load_yolact, yolact_loader
 from segcore.models.yolact.config import CONFIGS, YolactConfig, YolactSettings
 from segcore.models.yolact.demo import DEMO_CONFIG, DEMO_NAME, DEMO_WEIGHTS
 from segcore.models.yolact.model import Yolact
-from segcore.registry import register
+from segcore.registry import Served, register
 
 _FIELDS = frozenset(f.name for f in fields(YolactConfig))
 
@@ -43,8 +43,21 @@ def _variant(name: str, base: YolactConfig) -> Callable[..., Yolact]:
     return build
 
 
+#: The served build on the CPU of the variants without deformable convolutions
+#: (bench/models.py, docs/benchmarks.md): the network up to its raw outputs as Inductor
+#: graphs (weights frozen in); any frame is resized to the model's square, so one warm-up
+#: frame covers every camera.
+SERVED_CPU = Served(
+    compile=("backbone", "fpn", "proto_net", "prediction_layers.0"),
+    warm_sizes=((480, 640),),
+    measured="bench/models.py --models yolact_r50: see docs/benchmarks.md",
+)
+
 for _name, _base in CONFIGS.items():
-    register(_name, loader=yolact_loader(_name), input_side=_base.max_size)(_variant(_name, _base))
+    _served = {} if any(_base.dcn_layers) else {"cpu": SERVED_CPU}
+    register(_name, loader=yolact_loader(_name), input_side=_base.max_size, served=_served)(
+        _variant(_name, _base)
+    )
 
 
 @register(DEMO_NAME, loader=yolact_loader(DEMO_NAME), input_side=DEMO_CONFIG.max_size)
