@@ -5,20 +5,31 @@ dicts load as they are and training uses its RPN, box and mask losses. Two steps
 replaced: RoI pooling over the pyramid (``segcore.ops.multiscale_roi_align``: every RoI of
 every level in one pass instead of a Python loop over levels) and the pasting of masks into
 the image (``segcore.ops.paste_masks``: every mask in one launch instead of one by one).
+
+Serving enters through :func:`infer_frames` (``segcore.models.frames.infer_frames`` calls it
+for any ``GeneralizedRCNN`` whose transform is :class:`FusedTransform`, so every model
+finished by ``_finish`` has it): uint8 frames, resized and normalised in one
+``preprocess_frames`` pass on the model's device with torchvision's geometry, and masks
+returned in the compact form (``segcore.models.frames``) instead of pasted full planes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet50
 from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_Weights
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
@@ -27,8 +38,8 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from segcore.labels import BACKGROUND
 from segcore.models.weights import load_strict, read_state_dict
-from segcore.ops import multiscale_roi_align, paste_masks
-from segcore.registry import register
+from segcore.ops import expand_boxes, multiscale_roi_align, paste_masks, preprocess_frames
+from segcore.registry import Served, register
 
 #: torchvision's COCO category names, index = label (0 is the background, "N/A" unused ids).
 COCO_CATEGORIES: list[str] = list(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
@@ -95,21 +106,106 @@ class FusedMultiScaleRoIAlign(nn.Module):
 
 
 class FusedTransform(GeneralizedRCNNTransform):
-    """torchvision's transform, pasting all masks of an image with one ``paste_masks`` call."""
+    """torchvision's transform, pasting all masks of an image with one ``paste_masks`` call;
+    :meth:`batch_frames` takes uint8 frames through ``preprocess_frames`` instead."""
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) torchvision's ``resize`` gives an image of ``height`` x ``width`` in eval:
+        ``fixed_size`` (w, h) when set, else both sides times ``min(min_size / shorter,
+        max_size / longer)``, floored (``F.interpolate``'s ``recompute_scale_factor``)."""
+        if self.fixed_size is not None:
+            return int(self.fixed_size[1]), int(self.fixed_size[0])
+        scale = min(
+            float(self.min_size[-1]) / min(height, width), self.max_size / max(height, width)
+        )
+        return math.floor(float(height) * scale), math.floor(float(width) * scale)
+
+    def batch_frames(
+        self, frames: Tensor | Sequence[Tensor]
+    ) -> tuple[ImageList, list[tuple[int, int]]]:
+        """uint8 frames -> the padded, normalised batch torchvision's ``forward`` makes of
+        the same frames as float images in 0..1, and the frames' own (h, w).
+
+        ``frames``: (B, H, W, 3) uint8 RGB, or a sequence of (H, W, 3) when sizes differ, on
+        the model's device. Each frame is resized (bilinear, align_corners=False, to
+        :meth:`resized_size`) and normalised in one ``preprocess_frames`` pass (frames of one
+        size in one call); torchvision normalises before resizing, which is the same map as
+        both are affine per channel. Then ``batch_images`` pads to ``size_divisible``."""
+        if self.training:
+            raise ValueError("FusedTransform.batch_frames: eval only (training takes targets)")
+        mean = [255.0 * float(m) for m in self.image_mean]
+        std = [255.0 * float(s) for s in self.image_std]
+        groups = [frames] if isinstance(frames, Tensor) else [f[None] for f in frames]
+        images: list[Tensor] = []
+        originals: list[tuple[int, int]] = []
+        for group in groups:
+            if group.dim() != 4 or group.shape[-1] != 3:
+                raise ValueError(
+                    f"batch_frames: frames must be (B, H, W, 3) or (H, W, 3) each, got "
+                    f"{tuple(group.shape[1:] if group.dim() == 4 else group.shape)}"
+                )
+            height, width = int(group.shape[1]), int(group.shape[2])
+            resized = preprocess_frames(group, self.resized_size(height, width), mean, std)
+            images.extend(resized.unbind(0))
+            originals.extend([(height, width)] * group.shape[0])
+        sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        return ImageList(self.batch_images(images, self.size_divisible), sizes), originals
 
     def postprocess(
         self,
         result: list[dict[str, Tensor]],
         image_shapes: list[tuple[int, int]],
         original_image_sizes: list[tuple[int, int]],
+        mask_format: str = "full",
     ) -> list[dict[str, Tensor]]:
+        """Boxes back to the original sizes; masks pasted as (N, 1, H, W) probabilities
+        (``mask_format="full"``, torchvision's output) or left at 28x28 in compact form
+        (``"compact"``, see ``segcore.models.frames``)."""
+        if mask_format not in ("full", "compact"):
+            raise ValueError(f"mask_format must be 'full' or 'compact', got {mask_format!r}")
         if self.training:
             return result
         for pred, size, original in zip(result, image_shapes, original_image_sizes, strict=True):
             pred["boxes"] = resize_boxes(pred["boxes"], size, original)
-            if "masks" in pred:
+            if "masks" not in pred:
+                continue
+            if mask_format == "compact":
+                pred.update(compact_masks(pred["masks"], pred["boxes"]))
+            else:
                 pred["masks"] = paste_masks(pred["masks"], pred["boxes"], original)
         return result
+
+
+def compact_masks(masks: Tensor, boxes: Tensor) -> dict[str, Tensor]:
+    """torchvision's pasting of (N, 1, M, M) masks into ``boxes`` (xyxy) in compact form:
+    ``masks`` (N, 1, M + 2, M + 2) with the one-cell zero border torchvision pads them with,
+    and ``mask_boxes`` (N, 4), the pixel edges the padded mask spans (the integer box of
+    ``expand_boxes``, its inclusive x2, y2 made exclusive). Pasted at the same size with
+    padding 0 this is torchvision's paste, value for value."""
+    inclusive = expand_boxes(boxes, masks.shape[-1], 1).to(boxes.dtype)
+    edges = inclusive + inclusive.new_tensor([0.0, 0.0, 1.0, 1.0])
+    return {"masks": F.pad(masks, (1, 1, 1, 1)), "mask_boxes": edges}
+
+
+def infer_frames(
+    model: GeneralizedRCNN, frames: Tensor | Sequence[Tensor], mask_format: str = "compact"
+) -> list[dict[str, Tensor]]:
+    """Mask R-CNN (any ``GeneralizedRCNN`` with a :class:`FusedTransform`) on uint8 frames
+    (see :meth:`FusedTransform.batch_frames`): torchvision's eval ``forward`` with the
+    transform's resize and normalisation done by ``preprocess_frames``. Outputs are
+    torchvision's dicts at the frames' sizes, masks as ``mask_format`` says."""
+    transform = model.transform
+    if not isinstance(transform, FusedTransform):
+        raise TypeError(f"infer_frames: {type(model).__name__}'s transform is not FusedTransform")
+    if model.training:
+        raise ValueError("infer_frames: call model.eval() first")
+    images, originals = transform.batch_frames(frames)
+    features = model.backbone(images.tensors)
+    if isinstance(features, Tensor):
+        features = OrderedDict([("0", features)])
+    proposals, _ = model.rpn(images, features)
+    detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+    return transform.postprocess(detections, images.image_sizes, originals, mask_format)
 
 
 def _backbone(
@@ -191,7 +287,22 @@ def _load(what: str) -> Callable[[nn.Module, str | Path | dict[str, Any]], None]
     return load
 
 
-@register("maskrcnn_r50_fpn", loader=_load("maskrcnn_r50_fpn"), input_side=800)
+#: The served build on the CPU (bench/models.py, docs/benchmarks.md): the backbone with its
+#: FPN and the RPN head as Inductor graphs (weights frozen in, oneDNN epilogues fused) for
+#: 4:3 and 16:9 frames (800x1088 and 768x1344 after the transform's resize and padding).
+SERVED_CPU = Served(
+    compile=("backbone", "rpn.head"),
+    warm_sizes=((480, 640), (1080, 1920)),
+    measured="bench/models.py --models maskrcnn_r50_fpn: see docs/benchmarks.md",
+)
+
+
+@register(
+    "maskrcnn_r50_fpn",
+    loader=_load("maskrcnn_r50_fpn"),
+    input_side=800,
+    served={"cpu": SERVED_CPU},
+)
 def maskrcnn_r50_fpn(
     *,
     num_classes: int | None = None,
@@ -213,7 +324,12 @@ def maskrcnn_r50_fpn(
     return _finish(MaskRCNN(backbone, num_classes=num_classes or 91, **settings))
 
 
-@register("maskrcnn_r50_fpn_v2", loader=_load("maskrcnn_r50_fpn_v2"), input_side=800)
+@register(
+    "maskrcnn_r50_fpn_v2",
+    loader=_load("maskrcnn_r50_fpn_v2"),
+    input_side=800,
+    served={"cpu": SERVED_CPU},
+)
 def maskrcnn_r50_fpn_v2(
     *,
     num_classes: int | None = None,
@@ -242,5 +358,7 @@ __all__ = [
     "FusedMultiScaleRoIAlign",
     "FusedTransform",
     "MaskRCNNSettings",
+    "compact_masks",
+    "infer_frames",
     "rename_legacy_keys",
 ]

@@ -86,7 +86,7 @@ def run(
 ) -> RunStats:
     """Run the pipeline until the source ends, ``max_frames`` or an error; events to ``out``
     and, when given, to Redis through ``publisher`` (stream entry, channel, latest key)."""
-    import segcore
+    from services.segment.worker import load_model
 
     out = out or sys.stdout
     if options.batch_size < 1 or options.queue_size < 1:
@@ -97,7 +97,7 @@ def run(
         open_timeout_s=options.open_timeout_s,
         read_timeout_s=options.read_timeout_s,
     )
-    model = model or segcore.build(options.model, fuse=True)  # as the segment worker
+    model = model or load_model(options.model, "cpu")  # as the segment worker
     live = is_live(options.source)
     frames: queue.Queue[object] = queue.Queue(maxsize=options.queue_size)
     stop = threading.Event()

@@ -8,6 +8,7 @@ Module and parameter names follow the official implementation (``backbone.layers
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -21,7 +22,8 @@ from segcore.models.yolact.config import YolactConfig
 from segcore.models.yolact.fpn import FPN
 from segcore.models.yolact.heads import FastMaskIoUNet, PredictionModule, proto_net
 from segcore.models.yolact.loss import yolact_losses
-from segcore.models.yolact.postprocess import detect
+from segcore.models.yolact.postprocess import detect, detect_compact
+from segcore.ops import preprocess_frames
 
 
 def _class_names(config: YolactConfig) -> list[str]:
@@ -43,6 +45,7 @@ class Yolact(nn.Module):
     xyxy in input pixels, ``scores``, ``labels`` (indices into ``class_names``), ``masks``
     (N, 1, H, W) probabilities, and for YOLACT++ ``mask_scores`` (re-scored by the mask IoU
     branch). Train: ``(images, targets)`` -> the losses (see ``segcore.models.yolact.loss``).
+    Serving: :meth:`infer_frames`, uint8 frames and compact masks (``segcore.models.frames``).
     """
 
     def __init__(self, config: YolactConfig) -> None:
@@ -98,6 +101,33 @@ class Yolact(nn.Module):
         return [
             detect(preds, b, size, self.config, self.maskiou_net) for b, size in enumerate(sizes)
         ]
+
+    def infer_frames(
+        self, frames: Tensor | Sequence[Tensor], mask_format: str = "compact"
+    ) -> list[dict[str, Tensor]]:
+        """Eval on uint8 frames: (B, H, W, 3) RGB, or a sequence of (H, W, 3) when sizes
+        differ, on the model's device. ``preprocess_frames`` resizes them to the square input
+        and normalises in one pass (what :meth:`preprocess` does to float images); outputs
+        as ``forward``'s at each frame's size, masks as ``mask_format`` says ("full" or
+        "compact", see ``segcore.models.frames``)."""
+        if self.training:
+            raise ValueError("yolact: infer_frames is for eval; call model.eval() first")
+        size = (self.config.max_size, self.config.max_size)
+        mean, std = self.config.mean, self.config.std
+        if isinstance(frames, Tensor):
+            x = preprocess_frames(frames, size, mean, std)
+            sizes = [(int(frames.shape[1]), int(frames.shape[2]))] * frames.shape[0]
+        else:
+            x = torch.cat([preprocess_frames(f[None], size, mean, std) for f in frames])
+            sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
+        preds = self.predict(x)
+        if mask_format == "full":
+            step = detect
+        elif mask_format == "compact":
+            step = detect_compact
+        else:
+            raise ValueError(f"mask_format must be 'full' or 'compact', got {mask_format!r}")
+        return [step(preds, b, s, self.config, self.maskiou_net) for b, s in enumerate(sizes)]
 
     def preprocess(self, images: list[Tensor]) -> Tensor:
         """Official FastBaseTransform: ``max_size`` square (B, 3, S, S), normalised, RGB."""

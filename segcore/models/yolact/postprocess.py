@@ -78,14 +78,51 @@ def to_image(masks: Tensor, found: Candidates, size: tuple[int, int]) -> dict[st
         masks = F.interpolate(masks[None], size, mode="bilinear", align_corners=False)[0]
     else:
         masks = masks.new_zeros((0, height, width))
-    bx1, bx2 = sanitize(found.boxes[:, 0], found.boxes[:, 2], width)
-    by1, by2 = sanitize(found.boxes[:, 1], found.boxes[:, 3], height)
     return {
-        "boxes": torch.stack([bx1, by1, bx2, by2], dim=1),
+        "boxes": _image_boxes(found, height, width),
         "scores": found.scores,
         "labels": found.classes.to(torch.int64),
         "masks": masks[:, None],
     }
+
+
+def _image_boxes(found: Candidates, height: int, width: int) -> Tensor:
+    bx1, bx2 = sanitize(found.boxes[:, 0], found.boxes[:, 2], width)
+    by1, by2 = sanitize(found.boxes[:, 1], found.boxes[:, 3], height)
+    return torch.stack([bx1, by1, bx2, by2], dim=1)
+
+
+def to_compact(masks: Tensor, found: Candidates, size: tuple[int, int]) -> dict[str, Tensor]:
+    """The compact form (``segcore.models.frames``) for an image of ``size`` (height,
+    width): ``masks`` (D, 1, h, w) the cropped prototype-resolution masks, each spanning the
+    whole image (``mask_boxes`` (D, 4) = (0, 0, width, height)), and ``boxes``, ``scores``,
+    ``labels`` as :func:`to_image`. Resizing a mask over its span is :func:`to_image`'s."""
+    height, width = size
+    span = torch.tensor([0.0, 0.0, width, height], device=masks.device)
+    return {
+        "boxes": _image_boxes(found, height, width),
+        "scores": found.scores,
+        "labels": found.classes.to(torch.int64),
+        "masks": masks[:, None].float(),
+        "mask_boxes": span.expand(masks.shape[0], 4).contiguous(),
+    }
+
+
+def detect_compact(
+    preds: dict[str, Tensor],
+    b: int,
+    size: tuple[int, int],
+    config: YolactConfig,
+    maskiou_net: nn.Module | None = None,
+) -> dict[str, Tensor]:
+    """:func:`detect` with the masks in compact form (:func:`to_compact`)."""
+    found = select_detections(preds, b, config)
+    masks = prototype_masks(preds["proto"][b], found)
+    result: dict[str, Tensor] = {}
+    if maskiou_net is not None:
+        result["mask_scores"] = rescore_masks(maskiou_net, masks, found)
+    result.update(to_compact(masks, found, size))
+    return result
 
 
 def detect(
