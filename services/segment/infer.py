@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from segcore.labels import BACKGROUND
 from segcore.models.frames import infer_frames
 from segcore.ops import masks_to_rle, paste_masks
 from services.common.events import Instance, MaskEvent
@@ -194,6 +195,8 @@ def instances_of(
     kept = {key: output[key][keep] for key in ("masks", "mask_boxes", "boxes", "scores", "labels")}
     boxes = kept["boxes"].float() * kept["boxes"].new_tensor([width / in_w, height / in_h] * 2)
     rles = masks_to_rle(paste_compact(kept, input_size, (width, height))) if keep.any() else []
+    # Events count classes from 0 (segcore.labels); a model with a background label counts it.
+    offset = 1 if class_names and class_names[0] == BACKGROUND else 0
     out = []
     for label, score, box, rle in zip(
         kept["labels"].tolist(), kept["scores"].tolist(), boxes.tolist(), rles, strict=True
@@ -203,7 +206,7 @@ def instances_of(
         out.append(
             Instance(
                 label=class_names[label] if 0 <= label < len(class_names) else str(label),
-                class_id=int(label),
+                class_id=int(label) - offset,
                 score=float(score),
                 box=(box[0], box[1], box[2], box[3]),
                 mask_size=(int(height), int(width)),

@@ -319,3 +319,21 @@ def test_windows_paste_the_whole_masks_pixels(frame: tuple[int, int], compiled_o
         assert all(group.shape[-1] < m for _, group, _ in groups)
     got = paste_compact({"masks": masks[:, None], "mask_boxes": edges}, (height, width), frame)
     assert torch.equal(got, whole)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_class_ids_count_from_zero_without_the_background(background: bool) -> None:
+    """Events count classes from 0 (segcore.labels): a model whose label 0 is the background
+    (Mask R-CNN's) has its labels shifted down by one; one without (YOLACT's) keeps them."""
+    names = ["__background__", "car", "person"] if background else ["car", "person"]
+    person = names.index("person")
+    output = {
+        "boxes": torch.tensor([[4.0, 4.0, 20.0, 20.0]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([person]),
+        "masks": torch.ones(1, 1, 8, 8),
+        "mask_boxes": torch.tensor([[4.0, 4.0, 20.0, 20.0]]),
+    }
+    (instance,) = instances_of(output, names, 0.5, (32, 32))
+    assert instance.label == "person"
+    assert instance.class_id == 1
