@@ -28,7 +28,7 @@ from services.common.events import encode_event
 from services.common.redis import EventPublisher, entry_id
 from services.common.streams import is_live, redact
 from services.ingest.source import SourceError, classify, open_source, sample_frames, timing
-from services.segment.infer import Item, class_names, infer, to_events
+from services.segment.infer import Item, class_names, infer, load_model, to_events
 
 __all__ = ["RunOptions", "RunStats", "SourceError", "redact", "run"]
 
@@ -86,8 +86,6 @@ def run(
 ) -> RunStats:
     """Run the pipeline until the source ends, ``max_frames`` or an error; events to ``out``
     and, when given, to Redis through ``publisher`` (stream entry, channel, latest key)."""
-    from services.segment.worker import load_model
-
     out = out or sys.stdout
     if options.batch_size < 1 or options.queue_size < 1:
         raise ValueError("batch_size and queue_size must be >= 1")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+import segcore
 from segcore.labels import BACKGROUND
 from segcore.models.frames import infer_frames
 from segcore.ops import masks_to_rle, paste_masks
@@ -242,6 +243,13 @@ def to_events(
             )
         )
     return events
+
+
+def load_model(model_name: str, device: str) -> nn.Module:
+    """The registry's served build of ``model_name`` for ``device``, warmed up (and logged:
+    ``model built as served``) before it returns: what the segment worker and ``segstream
+    run`` serve."""
+    return segcore.build_served(model_name, device=device)
 
 
 def class_names(model: nn.Module) -> list[str]:

@@ -35,9 +35,8 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from torch import nn
 
-import segcore
 from services.api.table import StreamTable
-from services.common.events import encode_event
+from services.common.events import MaskEvent, encode_event
 from services.common.frames import DeadLetter, FrameLimits
 from services.common.kafka import (
     base_topics,
@@ -51,7 +50,8 @@ from services.common.kafka import (
 from services.common.metrics import PipelineMetrics
 from services.common.redis import EventPublisher, entry_id, make_redis
 from services.common.settings import Settings
-from services.segment.infer import class_names, infer, to_events
+from services.segment.gpu import GpuCycle
+from services.segment.infer import class_names, infer, load_model, to_events
 from services.segment.lag import BrokerEndOffsets, EndOffsets, consumer_lag
 from services.segment.triage import Ready, triage
 
@@ -91,7 +91,9 @@ class SegmentWorker:
         if self.options.batch_size < 1 or self.options.batch_deadline_ms < 0:
             raise ValueError("batch_size must be >= 1 and batch_deadline_ms >= 0")
         self.worker_id = worker_id or f"segment-{socket.gethostname()}-{os.getpid()}"
-        self.model = model or segcore.build(model_name, device=self.options.device, fuse=True)
+        # The served build, warmed up (graphs compiled) here: before the consumer below
+        # joins the group, so no frame waits for a compilation.
+        self.model = model or load_model(model_name, self.options.device)
         # torch and the model leave a large, long-lived heap: keep it out of the collector's
         # full passes (which otherwise pause the worker for a few hundred ms).
         gc.collect()
@@ -124,6 +126,8 @@ class SegmentWorker:
         self._handled: dict[TopicPartition, OffsetAndMetadata] = {}
         self.m = self.model_name
         self.metrics.start_model(self.m)
+        cuda = torch.device(self.options.device).type == "cuda"  # on CUDA, host work overlaps
+        self._gpu: GpuCycle | None = GpuCycle(self) if cuda else None  # services/segment/gpu.py
 
     # one cycle ----------------------------------------------------------------------------
     def collect(self, idle_timeout_ms: int = 500) -> tuple[list[Any], float]:
@@ -221,7 +225,9 @@ class SegmentWorker:
         return ids - unknown
 
     def step(self) -> int:
-        """One batch: returns the number of events published."""
+        """One batch: returns the number of events published (on CUDA: of the batches done)."""
+        if self._gpu is not None:
+            return self._gpu.step()
         records, first_at = self.collect()
         if not records:
             self._lag()
@@ -237,13 +243,18 @@ class SegmentWorker:
         published = self._segment(batch.ready, first_at) if batch.ready else 0
         if published is None:
             return 0  # stopping: the batch is redelivered to whoever comes next
+        self.mark_handled(records)
+        self._commit()
+        self._lag()
+        return published
+
+    def mark_handled(self, records: list[Any]) -> None:
+        """Mark a batch handled to the end (its events are in Redis): the next commit
+        includes its offsets."""
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             if record.offset >= self._handled.get(tp, OffsetAndMetadata(0)).offset:
                 self._handled[tp] = OffsetAndMetadata(record.offset + 1)
-        self._commit()
-        self._lag()
-        return published
 
     def _segment(self, ready: list[Ready[Any]], first_at: float) -> int | None:
         """Segment and publish the ready frames; the number of new events (None: stopped
@@ -258,6 +269,16 @@ class SegmentWorker:
         events = to_events(items, outputs, self.names, self.m, self.options.min_score)
         payloads = [(e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events]
         self.metrics.mask_encode_seconds.labels(self.m).observe(time.perf_counter() - encoded_at)
+        return self.deliver(ready, events, payloads)
+
+    def deliver(
+        self,
+        ready: list[Ready[Any]],
+        events: list[MaskEvent],
+        payloads: list[tuple[str, str, bytes]],
+    ) -> int | None:
+        """Publish the frames' events (``payloads``: stream id, entry id, encoded event); the
+        number of new ones (None: stopped before Redis took them). Refused ones: the DLQ."""
         outcomes = self._publish(payloads, [r.jpeg for r in ready])
         if outcomes is None:
             return None
@@ -363,6 +384,8 @@ class SegmentWorker:
         """Stop: commit the batches handled to the end (the last asynchronous commit may not
         have gone out), never one polled and not handled, whichever way the loop ended."""
         self.halt.set()
+        if self._gpu is not None:
+            self._gpu.close()
         with contextlib.suppress(KafkaError):
             offsets = self._owned_handled()
             if offsets:

@@ -16,6 +16,7 @@ from segcore.models.weights import WeightsError
 from segcore.registry import served_config
 from segcore.served import CompiledPart, served_build
 from services.pipeline import run as run_module
+from services.segment import infer as infer_module
 from services.segment import worker as worker_module
 
 
@@ -38,7 +39,7 @@ def test_the_worker_builds_what_the_registry_names(
     name: str, warm_ups: list[tuple[nn.Module, tuple[Any, ...]]]
 ) -> None:
     try:
-        model = worker_module.load_model(name, "cpu")
+        model = infer_module.load_model(name, "cpu")
     except WeightsError as exc:  # a demo whose weights are not trained yet
         pytest.skip(str(exc))
     config = served_config(name, "cpu")
