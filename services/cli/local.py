@@ -41,7 +41,11 @@ def _ops(settings: Settings, args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
-    return run_demo(settings, events=args.events)
+    try:
+        return run_demo(settings, events=args.events, model=args.model)
+    except ValueError as exc:
+        print(f"segstream demo: {exc}", file=sys.stderr)
+        return 2
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
@@ -66,7 +70,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     overrides = {}
     if args.weights:
         overrides["weights"] = args.weights
-    if args.model == "yolact_r18_demo" and args.weights:
+    if args.model.endswith("_demo") and args.weights:  # not the shipped weights first
         overrides["pretrained"] = False
     model = segcore.build(args.model, **overrides)
     samples, names = open_eval_data(args.data, args.images, (240, 320))
@@ -161,4 +165,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "demo", help="start the local infrastructure and push a synthetic camera through it"
     )
     demo.add_argument("--events", type=int, help="stop after this many events (Ctrl-C otherwise)")
+    demo.add_argument(
+        "--model",
+        default="yolact_r18_demo",
+        help="the model segmenting the camera (one of the *_demo models, e.g. panet_r18_demo)",
+    )
     demo.set_defaults(func=_demo)

@@ -76,3 +76,12 @@ def test_streams_report_an_api_that_does_not_answer(
     assert "the API at http://127.0.0.1:9 did not answer" in capsys.readouterr().err
     for command in (["streams", "rm", "x"], ["watch", "x", "--count", "3"], ["api"]):
         assert build_parser().parse_args(command)
+
+
+def test_demo_runs_the_model_it_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).model == "yolact_r18_demo"
+    assert parser.parse_args(["demo", "--model", "panet_r18_demo"]).model == "panet_r18_demo"
+    assert main(["demo", "--model", "no_such_model"]) == 2  # refused before anything starts
+    err = capsys.readouterr().err
+    assert "unknown model 'no_such_model'" in err and "panet_r18_demo" in err
