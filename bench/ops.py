@@ -1,6 +1,6 @@
 """The compiled ops against their baselines, measured in the same run on the same inputs.
 
-    .venv/bin/python bench/ops.py [--device cpu|cuda] [--repeat 10]
+    .venv/bin/python bench/ops.py [--device cpu|cuda] [--repeat 10] [--only NAME-PART]
 
 For each op: the baseline (the library call a user would otherwise make, else the op's
 PyTorch reference), the compiled op, the median time of each and the speed-up
@@ -16,15 +16,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from torchvision.models.detection.roi_heads import paste_masks_in_image
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 import cuda_ext
+from segcore.models.maskrcnn import compact_masks
 from segcore.ops import (
+    all_levels_roi_align,
     assemble_masks,
     assemble_masks_reference,
     fast_nms,
@@ -35,6 +38,8 @@ from segcore.ops import (
     preprocess_frames,
     preprocess_frames_reference,
 )
+from services.common.events import Instance
+from services.segment.infer import instances_of
 
 
 @dataclass
@@ -73,6 +78,73 @@ def _boxes(n: int, height: int, width: int, gen: torch.Generator, scale: float) 
 def _coco_encode(masks: torch.Tensor) -> list[dict]:
     fortran = np.asfortranarray(masks.permute(1, 2, 0).cpu().numpy().astype(np.uint8))
     return mask_utils.encode(fortran)
+
+
+def _per_level_roi_align(
+    levels: list[torch.Tensor], boxes: list[torch.Tensor], pooled: int
+) -> list[torch.Tensor]:
+    """PANet's pooling as a user writes it: torchvision's roi_align on each level (strides
+    4, 8, 16, 32)."""
+    return [
+        roi_align(level, boxes, pooled, 1.0 / stride, 2, False)
+        for level, stride in zip(levels, (4, 8, 16, 32), strict=True)
+    ]
+
+
+def _full_plane_instances(
+    output: dict[str, torch.Tensor], frame_size: tuple[int, int]
+) -> tuple[Instance, ...]:
+    """The segment worker's mask post-processing before the compact format (the former
+    ``services.segment.infer.instances_of``): every (N, 1, h, w) float mask the model
+    pasted at its input size resized to the source frame by ``F.interpolate``, thresholded,
+    copied to the host and RLE-encoded; boxes scaled."""
+    masks, boxes = output["masks"], output["boxes"].float()
+    in_h, in_w = masks.shape[-2:]
+    width, height = frame_size
+    masks = torch.nn.functional.interpolate(masks, size=(height, width), mode="bilinear")
+    boxes = boxes * boxes.new_tensor([width / in_w, height / in_h] * 2)
+    rles = masks_to_rle((masks[:, 0] > 0.5).cpu())
+    return tuple(
+        Instance(
+            label=str(label),
+            class_id=int(label),
+            score=float(score),
+            box=(box[0], box[1], box[2], box[3]),
+            mask_size=(height, width),
+            mask_counts=bytes(rle["counts"]).decode("ascii"),  # type: ignore[call-overload]
+        )
+        for label, score, box, rle in zip(
+            output["labels"].tolist(), output["scores"].tolist(), boxes.tolist(), rles, strict=True
+        )
+    )
+
+
+def _mask_postprocessing(device: str, gen: torch.Generator) -> list[Case]:
+    """One frame's mask post-processing in the segment worker: 15 instances of a Mask R-CNN
+    (28x28 head masks in boxes of a 960x540 model input) to events of the 1920x1080 source
+    frame; the full-plane path against the compact one (``paste_masks(threshold=)`` at the
+    frame's size, ``masks_to_rle`` on the device). The masks are smooth blobs, as a trained
+    head's are."""
+    n, size, frame = 15, (540, 960), (1920, 1080)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 28), torch.linspace(-1, 1, 28), indexing="ij")
+    radius = 0.5 + 0.4 * torch.rand(n, 1, 1, generator=gen)
+    head = torch.sigmoid(8 * (radius - (xs**2 + ys**2).sqrt()))[:, None].to(device)
+    detections = {
+        "boxes": _boxes(n, *size, gen, 0.3).to(device),
+        "scores": torch.linspace(1.0, 0.5, n, device=device),
+        "labels": torch.ones(n, dtype=torch.int64, device=device),
+    }
+    full = {**detections, "masks": paste_masks(head, detections["boxes"], size)}
+    compact = {**detections, **compact_masks(head, detections["boxes"])}
+    return [
+        Case(
+            "mask post-processing 15 instances, 960x540 model -> 1080p events",
+            "full planes: F.interpolate, > 0.5, masks_to_rle",
+            partial(_full_plane_instances, full, frame),
+            partial(instances_of, compact, [], 0.0, size, frame),
+            3.0 if device == "cpu" else 1.0,
+        )
+    ]
 
 
 def cases(device: str) -> list[Case]:
@@ -131,6 +203,30 @@ def cases(device: str) -> list[Case]:
         )
     )
 
+    # PANet's adaptive feature pooling: every RoI from every level, against the per-level
+    # loop a user would write (one torchvision roi_align per level). panet_r50_fpn's sizes
+    # (one 800x1088 image, 256 channels: 512 box RoIs at 7x7, 100 mask RoIs at 14x14) and
+    # panet_r18_demo's (one 240x320 frame, 64 channels: 200 proposals, 50 detections).
+    for label, size, channels, box_rois, mask_rois in (
+        ("800x1088", (800, 1088), 256, 512, 100),
+        ("demo 240x320", (240, 320), 64, 200, 50),
+    ):
+        levels = [
+            torch.randn(1, channels, size[0] // s, size[1] // s, generator=gen).to(device)
+            for s in (4, 8, 16, 32)
+        ]
+        for rois, pooled in ((box_rois, 7), (mask_rois, 14)):
+            roi_boxes = [_boxes(rois, *size, gen, 0.4).to(device)]
+            out.append(
+                Case(
+                    f"all_levels_roi_align {label} C{channels}, {rois} RoIs {pooled}x{pooled}",
+                    "per-level torchvision roi_align",
+                    partial(_per_level_roi_align, levels, roi_boxes, pooled),
+                    partial(all_levels_roi_align, levels, roi_boxes, [size], pooled, 2),
+                    2.0 if device == "cpu" else 1.0,
+                )
+            )
+
     # YOLACT's detection: 80 classes over 2000 candidates, top 200 per class.
     det_boxes = _boxes(2000, 550, 550, gen, 0.3).to(device)
     det_scores = torch.rand(80, 2000, generator=gen).to(device)
@@ -172,6 +268,7 @@ def cases(device: str) -> list[Case]:
             1.0,
         )
     )
+    out.extend(_mask_postprocessing(device, gen))
     return out
 
 
@@ -179,6 +276,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--only", default="", help="run the cases whose name contains this")
     args = parser.parse_args()
     if not cuda_ext.available():
         raise SystemExit(f"compiled ops not loaded: {cuda_ext.load_error()}")
@@ -192,7 +290,7 @@ def main() -> int:
     header = ("op", "baseline", "baseline ms", "compiled ms", "speed-up", "goal")
     rows = []
     missed = []
-    for case in cases(args.device):
+    for case in [c for c in cases(args.device) if args.only in c.name]:
         base = _median_ms(case.baseline, args.repeat, args.device)
         ours = _median_ms(case.ours, args.repeat, args.device)
         ratio = base / ours

@@ -47,23 +47,58 @@ def _fast_nms(
     if num_classes == 0 or k == 0:
         empty = boxes.new_zeros((0,))
         return boxes.new_zeros((0, 4)), empty, empty.long(), empty.long()
-    sorted_scores, idx = scores.sort(1, descending=True)
-    idx = idx[:, :k].contiguous()
-    sorted_scores = sorted_scores[:, :k].contiguous()
-    candidates = boxes[idx.reshape(-1)].view(num_classes, k, 4)
+    sorted_scores, idx, candidates = _top_candidates(boxes, scores, k)
     if compiled:
         keep = torch.ops.cuda_ext.fast_nms_keep(
             candidates, sorted_scores, float(iou_threshold), float(conf_threshold)
         )
     else:
         keep = _keep_reference(candidates, sorted_scores, iou_threshold, conf_threshold)
-    classes = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(keep)[keep]
-    kept_scores = sorted_scores[keep]
-    kept_boxes = candidates[keep]
-    kept_idx = idx[keep]
-    kept_scores, order = kept_scores.sort(0, descending=True)
-    order = order[:max_detections]
-    return kept_boxes[order], kept_scores[:max_detections], classes[order], kept_idx[order]
+    # Kept candidates in the boolean mask's (row-major) order, sorted by score, then only the
+    # best max_detections gathered, by index_select: integer or boolean indexing, or a
+    # gather of every kept box, hands even a few thousand values to every torch thread on
+    # CPU (milliseconds when the machine is loaded: bench/threads.py).
+    flat = keep.view(-1).nonzero().squeeze(1)
+    kept_scores, order = sorted_scores.view(-1).index_select(0, flat).sort(0, descending=True)
+    chosen = flat.index_select(0, order[:max_detections])
+    return (
+        candidates.view(-1, 4).index_select(0, chosen),
+        kept_scores[:max_detections],
+        chosen.div(k, rounding_mode="floor"),
+        idx.view(-1).index_select(0, chosen),
+    )
+
+
+# torch's CPU kernels hand work above this many values to every thread (at::internal::GRAIN_SIZE)
+_TORCH_GRAIN = 32768
+
+
+def _top_candidates(boxes: Tensor, scores: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per class, the k best scores (C, k), their box indices (C, k) and boxes (C, k, 4).
+
+    On CPU the classes go in blocks of at most ``_TORCH_GRAIN`` values, so each sort and
+    gather runs on the calling thread: for 80 classes x 2000 boxes, torch's sort (its copy and
+    index fill) and the (C * k, 4) gather otherwise wake every thread, which costs more than
+    they do when the machine is loaded (bench/threads.py).
+    """
+    num_classes, n = scores.shape
+    # a block's sort holds rows * n scores, its gather rows * k * 4 coordinates
+    rows = num_classes if boxes.device.type != "cpu" else max(1, _TORCH_GRAIN // max(n, 4 * k))
+    if rows >= num_classes:
+        sorted_scores, idx = scores.sort(1, descending=True)
+        idx = idx[:, :k].contiguous()
+        sorted_scores = sorted_scores[:, :k].contiguous()
+        return sorted_scores, idx, boxes.index_select(0, idx.view(-1)).view(num_classes, k, 4)
+    top = scores.new_empty((num_classes, k))
+    idx = torch.empty((num_classes, k), dtype=torch.int64, device=scores.device)
+    candidates = boxes.new_empty((num_classes, k, 4))
+    for start in range(0, num_classes, rows):
+        block = slice(start, start + rows)
+        values, order = scores[block].sort(1, descending=True)
+        top[block] = values[:, :k]
+        idx[block] = order[:, :k]
+        candidates[block] = boxes.index_select(0, idx[block].reshape(-1)).view(-1, k, 4)
+    return top, idx, candidates
 
 
 def fast_nms_reference(

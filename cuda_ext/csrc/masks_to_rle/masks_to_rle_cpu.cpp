@@ -1,6 +1,6 @@
-// masks_to_rle, CPU kernels: transitions of every mask in parallel, then the COCO strings.
+// masks_to_rle, CPU kernels: transitions of every mask, then the COCO strings, masks shared
+// among threads as common/parallel.h decides.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../common/parallel.h"
 #include "masks_to_rle.h"
 
 namespace cuda_ext {
@@ -49,7 +50,8 @@ std::tuple<at::Tensor, at::Tensor> rle_transitions_cpu(const at::Tensor& masks_i
   }
   const uint8_t* data = masks.data_ptr<uint8_t>();
   std::vector<int64_t> column_counts(n * width);
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+  const int64_t units_per_mask = parallel::units(height * width, parallel::kScannedPixel);
+  parallel::parallel_for(0, n, units_per_mask, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       count_columns(data + k * height * width, height, width, column_counts.data() + k * width);
     }
@@ -63,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor> rle_transitions_cpu(const at::Tensor& masks_i
   }
   at::Tensor positions = at::empty({off[n]}, long_opts);
   int64_t* pos = positions.data_ptr<int64_t>();
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+  parallel::parallel_for(0, n, units_per_mask, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> cursor(width);
     for (int64_t k = begin; k < end; ++k) {
       const uint8_t* mask = data + k * height * width;
@@ -106,7 +108,9 @@ std::tuple<at::Tensor, at::Tensor> rle_strings_cpu(
   const int64_t* off = offsets.data_ptr<int64_t>();
   TORCH_CHECK(off[n] == positions.size(0), "rle_strings: offsets do not match positions");
   std::vector<std::string> strings(n);
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+  const int64_t units_per_mask =
+      parallel::units(off[n] / std::max<int64_t>(n, 1) + 1, parallel::kRun);
+  parallel::parallel_for(0, n, units_per_mask, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> counts;
     for (int64_t k = begin; k < end; ++k) {
       counts.clear();
@@ -128,11 +132,10 @@ std::tuple<at::Tensor, at::Tensor> rle_strings_cpu(
   }
   at::Tensor chars = at::empty({coff[n]}, offsets.options().dtype(at::kByte));
   uint8_t* out = chars.data_ptr<uint8_t>();
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      std::copy(strings[k].begin(), strings[k].end(), out + coff[k]);
-    }
-  });
+  // A copy of a few bytes per run: never worth a second thread.
+  for (int64_t k = 0; k < n; ++k) {
+    std::copy(strings[k].begin(), strings[k].end(), out + coff[k]);
+  }
   return {chars, char_offsets};
 }
 

@@ -1,13 +1,14 @@
-// multiscale_roi_align, CPU kernels. Forward: RoIs in parallel, each reading its own level.
-// Backward: channels in parallel (each thread owns its channels' gradient planes, so no two
-// threads add to one value).
+// multiscale_roi_align, CPU kernels. Forward: RoIs shared among threads, each reading its own
+// level. Backward: channels shared among threads (each thread owns its channels' gradient
+// planes, so no two threads add to one value). One thread or several as common/parallel.h
+// decides.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "../common/parallel.h"
 #include "checks.h"
 #include "roi_align.h"
 
@@ -16,6 +17,29 @@ namespace roi_align {
 namespace {
 
 constexpr int64_t kBlock = 8;
+
+// Samples per channel summed over the RoIs that have a level (what one channel of all RoIs
+// costs, in samples).
+template <typename scalar_t>
+int64_t total_samples(
+    const scalar_t* roi_data, const int64_t* level_data, int64_t n, int64_t num_levels,
+    int64_t batch, at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w,
+    int64_t sampling_ratio, bool aligned) {
+  int64_t total = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t level = level_data[r];
+    const scalar_t* roi = roi_data + r * 5;
+    const int64_t b = static_cast<int64_t>(roi[0]);
+    if (level < 0 || level >= num_levels || b < 0 || b >= batch) {
+      continue;
+    }
+    const Geometry<scalar_t> g = geometry<scalar_t>(
+        roi + 1, static_cast<scalar_t>(scales[level]), pooled_h, pooled_w, sampling_ratio,
+        aligned);
+    total += pooled_h * pooled_w * g.grid_h * g.grid_w;
+  }
+  return total;
+}
 
 at::Tensor forward_cpu(
     at::TensorList features_in, const at::Tensor& rois_in, const at::Tensor& levels_in,
@@ -39,7 +63,12 @@ at::Tensor forward_cpu(
     const scalar_t* roi_data = rois.data_ptr<scalar_t>();
     const int64_t* level_data = levels.data_ptr<int64_t>();
     scalar_t* out_data = out.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    const int64_t samples_per_channel =
+        total_samples(roi_data, level_data, n, num_levels, batch, scales, pooled_h, pooled_w,
+                      sampling_ratio, aligned);
+    const int64_t units_per_roi =
+        parallel::units(channels * (samples_per_channel / n + 1), parallel::kRoiSample);
+    parallel::parallel_for(0, n, units_per_roi, [&](int64_t begin, int64_t end) {
       // The samples of a RoI depend on its geometry, not on the channel: computed once per
       // RoI and reused for every channel, as torchvision's pre_calc does.
       std::vector<Sample<scalar_t>> samples;
@@ -136,7 +165,12 @@ std::vector<at::Tensor> backward_cpu(
     const scalar_t* roi_data = rois.data_ptr<scalar_t>();
     const int64_t* level_data = levels.data_ptr<int64_t>();
     const scalar_t* grad_data = grad.data_ptr<scalar_t>();
-    at::parallel_for(0, channels, 1, [&](int64_t c_begin, int64_t c_end) {
+    // Each sample is recomputed per channel here: counted twice.
+    const int64_t units_per_channel = parallel::units(
+        total_samples(roi_data, level_data, n, num_levels, batch, scales, pooled_h, pooled_w,
+                      sampling_ratio, aligned) + 1,
+        2 * parallel::kRoiSample);
+    parallel::parallel_for(0, channels, units_per_channel, [&](int64_t c_begin, int64_t c_end) {
       for (int64_t r = 0; r < n; ++r) {
         const int64_t level = level_data[r];
         const scalar_t* roi = roi_data + r * 5;

@@ -1,10 +1,11 @@
-// preprocess_frames, CPU kernel: output rows in parallel, taps computed once per row/column.
+// preprocess_frames, CPU kernel: output rows, taps computed once per row/column, on one thread
+// or several as common/parallel.h decides.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <vector>
 
+#include "../common/parallel.h"
 #include "checks.h"
 #include "preprocess_frames.h"
 
@@ -34,7 +35,8 @@ at::Tensor preprocess_frames_cpu(
                          static_cast<float>(std[2])};
   const uint8_t* in = frames.data_ptr<uint8_t>();
   float* dst = out.data_ptr<float>();
-  at::parallel_for(0, b * out_h, 4, [&](int64_t begin, int64_t end) {
+  const int64_t units_per_row = parallel::units(3 * out_w, parallel::kResampledValue);
+  parallel::parallel_for(0, b * out_h, units_per_row, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row / out_h;
       const int64_t y = row % out_h;
