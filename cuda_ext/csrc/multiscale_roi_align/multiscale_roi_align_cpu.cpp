@@ -36,7 +36,7 @@ int64_t total_samples(
     const Geometry<scalar_t> g = geometry<scalar_t>(
         roi + 1, static_cast<scalar_t>(scales[level]), pooled_h, pooled_w, sampling_ratio,
         aligned);
-    total += pooled_h * pooled_w * g.grid_h * g.grid_w;
+    total += pooled_h * pooled_w * samples_per_bin(g);
   }
   return total;
 }
@@ -88,7 +88,7 @@ at::Tensor forward_cpu(
         const Geometry<scalar_t> g = geometry<scalar_t>(
             roi + 1, static_cast<scalar_t>(scales[level]), pooled_h, pooled_w, sampling_ratio,
             aligned);
-        const int64_t per_bin = g.grid_h * g.grid_w;
+        const int64_t per_bin = samples_per_bin(g);
         samples.resize(pooled_h * pooled_w * per_bin);
         for (int64_t ph = 0, i = 0; ph < pooled_h; ++ph) {
           for (int64_t pw = 0; pw < pooled_w; ++pw) {

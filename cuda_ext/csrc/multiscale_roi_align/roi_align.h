@@ -52,6 +52,13 @@ HOST_DEVICE_INLINE Geometry<T> geometry(
   return g;
 }
 
+// The samples a bin takes: none when a grid is empty or, with aligned=True, negative (a box
+// inverted in both directions has grid_h * grid_w > 0 but no sample, as in torchvision).
+template <typename T>
+HOST_DEVICE_INLINE int64_t samples_per_bin(const Geometry<T>& g) {
+  return (g.grid_h > 0 ? g.grid_h : 0) * (g.grid_w > 0 ? g.grid_w : 0);
+}
+
 template <typename T>
 struct Sample {
   int64_t pos[4];

@@ -102,6 +102,20 @@ def test_degenerate_and_outside_boxes(impl) -> None:
     assert not got[1].any()
 
 
+def test_boxes_inverted_both_ways_with_aligned(compiled_ops: None) -> None:
+    """aligned=True keeps a box's negative extent, so a box inverted in x and in y has a
+    positive area (a level) and negative sample grids: torchvision takes no sample (a zero
+    row), and so must the kernel (no read of samples it never computed)."""
+    features = pyramid(1, 4, 256, 320, seed=9)
+    # a sound box of the same level first, so stale samples would be there to read
+    boxes = [torch.tensor([[10.0, 10, 140, 130], [250.0, 200, 100, 90], [60.0, 70, 50, 60]])]
+    for ratio in (0, -1):
+        expected = multiscale_roi_align_reference(features, boxes, [(256, 320)], 7, ratio, True)
+        got = multiscale_roi_align(features, boxes, [(256, 320)], 7, ratio, True)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+        assert got[0].any() and not got[1:].any()
+
+
 def test_many_boxes(compiled_ops: None) -> None:
     features = pyramid(1, 4, 256, 256, seed=9)
     boxes = [random_boxes(10_000, 256, 256, seed=10)]
