@@ -173,6 +173,23 @@ def cases(device: str) -> list[Case]:
             5.0 if device == "cpu" else 1.0,
         )
     )
+    # The 1080p serving paste (services.segment.infer.paste_compact): 15 masks from boxes of
+    # 100 to 300 px, bool at the frame's size (own generator: later cases' inputs unchanged).
+    frame_gen = torch.Generator().manual_seed(1)
+    few = torch.rand(15, 1, 28, 28, generator=frame_gen).to(device)
+    span = torch.tensor([width - 300, height - 300])
+    centre = 150 + torch.rand(15, 2, generator=frame_gen) * span
+    half = (100 + torch.rand(15, 2, generator=frame_gen) * 200) / 2
+    few_boxes = torch.cat([centre - half, centre + half], dim=1).to(device)
+    out.append(
+        Case(
+            "paste_masks threshold 15x28x28, 100-300 px boxes -> 1080p",
+            "torchvision paste_masks_in_image > 0.5",
+            lambda: paste_masks_in_image(few, few_boxes, (height, width)) > 0.5,
+            lambda: paste_masks(few, few_boxes, (height, width), threshold=0.5),
+            1.0,
+        )
+    )
     binary = paste_masks(masks, boxes, (height, width), threshold=0.5)[:, 0]
     out.append(
         Case(

@@ -1,11 +1,15 @@
 // paste_masks, CPU kernel: rows of all masks, each row interpolating only inside its box and
 // zeroing the rest (no separate fill), on one thread or several as common/parallel.h decides.
+// Bilinear resizing is separable: the column taps and the mask's rows resized along x are
+// computed once per mask, so an output pixel costs two loads and two multiply-adds, with the
+// same float operations, in the same order, as pixel() in paste_masks.h (same bits).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "checks.h"
 #include "../common/parallel.h"
@@ -37,7 +41,20 @@ void paste_rows(
       parallel::units(pasted, parallel::kPastedPixel) +
       parallel::units(n * height * width * static_cast<int64_t>(sizeof(out_t)),
                       parallel::kZeroedByte);
+  const int64_t mp = m + 2 * padding;
   parallel::parallel_for(0, n * height, units / (n * height), [&](int64_t begin, int64_t end) {
+    // Per mask (of the rows this call covers): the column taps, and the padded mask's rows
+    // resized along x (`across`), each computed once, on first use. An output pixel is then
+    // ty.w0 * across[ty.i0][x] + ty.w1 * across[ty.i1][x]: the expression of pixel() in
+    // paste_masks.h, term for term, so the results are the same bits.
+    std::vector<int64_t> col_i0;
+    std::vector<int64_t> col_i1;
+    std::vector<acc_t> col_w0;
+    std::vector<acc_t> col_w1;
+    std::vector<acc_t> across;
+    std::vector<char> have_row(static_cast<size_t>(mp));
+    std::vector<acc_t> padded_row(static_cast<size_t>(mp));
+    int64_t current = -1;
     for (int64_t row = begin; row < end; ++row) {
       const int64_t k = row / height;
       const int64_t y = row % height;
@@ -49,10 +66,48 @@ void paste_rows(
       }
       const int64_t x_begin = std::clamp<int64_t>(box[0], 0, width);
       const int64_t x_end = std::clamp<int64_t>(box[2] + 1, x_begin, width);
+      const int64_t cols = x_end - x_begin;
       const scalar_t* mask = mask_data + k * m * m;
+      if (k != current) {
+        current = k;
+        col_i0.resize(cols);
+        col_i1.resize(cols);
+        col_w0.resize(cols);
+        col_w1.resize(cols);
+        for (int64_t x = x_begin; x < x_end; ++x) {
+          const Tap<acc_t> tx = source_tap<acc_t>(x - box[0], mp, box[2] - box[0] + 1);
+          col_i0[x - x_begin] = tx.i0;
+          col_i1[x - x_begin] = tx.i1;
+          col_w0[x - x_begin] = tx.w0;
+          col_w1[x - x_begin] = tx.w1;
+        }
+        if (static_cast<int64_t>(across.size()) < mp * cols) {
+          across.resize(mp * cols);
+        }
+        std::fill(have_row.begin(), have_row.end(), char(0));
+      }
+      const Tap<acc_t> ty = source_tap<acc_t>(y - box[1], mp, box[3] - box[1] + 1);
+      for (const int64_t i : {ty.i0, ty.i1}) {
+        if (have_row[i]) {
+          continue;
+        }
+        have_row[i] = 1;
+        for (int64_t j = 0; j < mp; ++j) {
+          padded_row[j] = padded_value<scalar_t, acc_t>(mask, m, padding, i, j);
+        }
+        acc_t* dst = across.data() + i * cols;
+        for (int64_t c = 0; c < cols; ++c) {
+          dst[c] = col_w0[c] * padded_row[col_i0[c]] + col_w1[c] * padded_row[col_i1[c]];
+        }
+      }
+      const acc_t* top = across.data() + ty.i0 * cols;
+      const acc_t* bottom = across.data() + ty.i1 * cols;
+      const acc_t w0 = ty.w0;
+      const acc_t w1 = ty.w1;
       std::fill(out_row, out_row + x_begin, out_t(0));
-      for (int64_t x = x_begin; x < x_end; ++x) {
-        out_row[x] = store(pixel<scalar_t, acc_t>(mask, m, padding, box, y, x));
+      out_t* dst = out_row + x_begin;
+      for (int64_t c = 0; c < cols; ++c) {
+        dst[c] = store(w0 * top[c] + w1 * bottom[c]);
       }
       std::fill(out_row + x_end, out_row + width, out_t(0));
     }

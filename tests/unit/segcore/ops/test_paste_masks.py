@@ -119,6 +119,35 @@ def test_many_boxes(compiled_ops: None) -> None:
     torch.testing.assert_close(reference(masks, boxes, (48, 64)), expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_random_boxes_crossing_edges_and_tiny(impl, seed: int) -> None:
+    """Many boxes whose centres lie in the image: sides far past every edge, boxes of a
+    fraction of a pixel to a few pixels, and boxes larger than the image."""
+    gen = torch.Generator().manual_seed(100 + seed)
+    height, width = [(90, 130), (57, 41), (240, 320), (17, 200)][seed]
+    m = [28, 14, 28, 5][seed]
+    n = 150
+    masks = torch.rand(n, 1, m, m, generator=gen)
+    size = torch.tensor([width, height], dtype=torch.float32)
+    centre = torch.rand(n, 2, generator=gen) * size
+    kind = torch.arange(n) % 3
+    tiny = torch.rand(n, 2, generator=gen) * 3 + 0.05
+    large = torch.rand(n, 2, generator=gen) * 1.5 * size + 1
+    medium = torch.rand(n, 2, generator=gen) * 0.5 * size + 1
+    half = torch.where((kind == 0)[:, None], tiny, torch.where((kind == 1)[:, None], large, medium))
+    boxes = torch.cat([centre - half, centre + half], dim=1)
+    int_boxes = expand_boxes(boxes, m, 1)
+    assert (int_boxes[:, 0] < 0).any() and (int_boxes[:, 2] >= width).any()
+    assert (int_boxes[:, 1] < 0).any() and (int_boxes[:, 3] >= height).any()
+    assert ((int_boxes[:, 2] - int_boxes[:, 0]) < 3).any()
+    expected = paste_masks_in_image(masks, boxes, (height, width))
+    got = impl(masks, boxes, (height, width))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    if impl is paste_masks:
+        binary = paste_masks(masks, boxes, (height, width), threshold=0.5)
+        assert torch.equal(binary, got > 0.5)
+
+
 def test_non_contiguous_inputs(impl) -> None:
     masks, boxes = random_case(8, 60, 70, seed=4)
     wide = torch.zeros(8, 1, 28, 56)
