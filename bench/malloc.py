@@ -4,7 +4,7 @@ measured in the same run.
     .venv/bin/python bench/malloc.py [--repeats N] [--threads N]   (or -m bench.malloc)
 
 malloc settings hold for a whole process, so each measurement is a fresh interpreter: the
-demo model (``segcore.build("yolact_r18_demo", fuse=True)``, as the segment worker builds
+demo model (``load_model("yolact_r18_demo", "cpu")``, as the segment worker builds
 it) runs ``services.segment.infer.infer`` on the frames of the synthetic 320x240 file of
 bench/pipeline.py in batches of 8, three passes after a warm-up, frames/s of the median
 pass. The two settings alternate (default, keep_heap, default, ...) so a drift of the
@@ -29,14 +29,13 @@ import torch
 torch.set_num_threads(int(sys.argv[2]))
 from segcore.runtime import keep_heap
 tuned = keep_heap() if sys.argv[1] == "keep_heap" else None
-import segcore
 from bench.harness import MODEL, SEED, SMALL, SMALL_FPS, decoded_frames, synthetic_video
 from services.common.settings import Settings
-from services.segment.infer import infer
+from services.segment.infer import infer, load_model
 
 video = synthetic_video(Settings().cache_dir / "bench", SEED, 240, SMALL, SMALL_FPS)
 frames = decoded_frames(video)
-model = segcore.build(MODEL, fuse=True)
+model = load_model(MODEL, "cpu")
 batches = [frames[i : i + 8] for i in range(0, len(frames), 8)]
 for warm in batches[:3]:
     infer(model, warm)

@@ -21,7 +21,7 @@ started when it ends, fails or is interrupted. The synthetic videos are written 
    pipeline once before, unmeasured: a fresh broker's JIT takes several times the CPU per
    frame of a warm one (bench/broker.py), which is start-up, not the pipeline's steady
    cost. Baseline: the bare model,
-   ``segcore.build("yolact_r18_demo", fuse=True)`` as the segment worker builds it,
+   ``load_model("yolact_r18_demo", "cpu")``, the served build the segment worker runs,
    ``services.segment.infer.infer`` on the same decoded frames in batches of the segment
    worker's size, in this process, before the workers start and again after they stop (the
    mean is the baseline). Goal: pipeline / bare >= 0.90.
@@ -103,6 +103,7 @@ from bench.phases import encodings, ingest, latency, throughput
 from segcore.runtime import keep_heap
 from services.common.settings import Settings
 from services.infra import Infra, fresh_settings
+from services.segment.infer import load_model
 from services.segment.worker import SegmentOptions
 
 
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup, meter: Meter) -> list[Result
     ingest_settings = settings.model_copy(update={"namespace": f"{namespace}-ingest"})
     ingest_result = ingest.run(ingest_settings, big, plan.big_frames, plan.repeats, ffmpeg, meter)
 
-    model = segcore.build(MODEL, fuse=True)
+    model = load_model(MODEL, "cpu")  # the build the segment worker serves
     frames = decoded_frames(small)
     big_frames = throughput.shrunk_frames(big, segcore.input_side(MODEL))
     started = meter.start()
