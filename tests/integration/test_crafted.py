@@ -152,7 +152,10 @@ class FailsOnSecondBatch(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
         self.calls = 0
 
-    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+    def infer_frames(
+        self, frames: Tensor | list[Tensor], mask_format: str = "compact"
+    ) -> list[dict[str, Tensor]]:
+        """The serving entry (segcore.models.frames): no detection, in the compact format."""
         self.calls += 1
         if self.calls > 1:
             raise RuntimeError("the device went away")
@@ -161,9 +164,10 @@ class FailsOnSecondBatch(nn.Module):
                 "scores": torch.zeros(0),
                 "labels": torch.zeros(0, dtype=torch.int64),
                 "boxes": torch.zeros(0, 4),
-                "masks": torch.zeros(0, 1, *image.shape[-2:]),
+                "masks": torch.zeros(0, 1, 28, 28),
+                "mask_boxes": torch.zeros(0, 4),
             }
-            for image in images
+            for _ in frames
         ]
 
 
