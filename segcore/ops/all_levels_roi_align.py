@@ -18,7 +18,7 @@ from torchvision.ops import roi_align
 
 import cuda_ext
 from segcore.ops import _checks
-from segcore.ops.multiscale_roi_align import infer_scales, to_rois
+from segcore.ops.multiscale_roi_align import check_pyramid, infer_scales, to_rois
 
 _OP = "all_levels_roi_align"
 _MAX_LEVELS = 8  # the kernels' limit (roi_align.h kMaxLevels)
@@ -61,32 +61,9 @@ def _check(
     image_shapes: Sequence[tuple[int, int]],
     sampling_ratio: int,
 ) -> None:
-    if not features:
-        raise ValueError(f"{_OP}: features must hold at least one level")
     if len(features) > _MAX_LEVELS:
         raise ValueError(f"{_OP}: at most {_MAX_LEVELS} levels, got {len(features)}")
-    for i, f in enumerate(features):
-        _checks.tensor(_OP, f"features[{i}]", f)
-        _checks.shape(_OP, f"features[{i}]", f, "(B, C, H, W)", f.dim() == 4)
-        _checks.floating(_OP, f"features[{i}]", f)
-    first = features[0]
-    for i, f in enumerate(features):
-        if f.shape[:2] != first.shape[:2] or f.dtype != first.dtype or f.device != first.device:
-            raise ValueError(
-                f"{_OP}: features[{i}] must share batch, channels, dtype and device with "
-                f"features[0]: {tuple(f.shape)} {f.dtype} {f.device} vs "
-                f"{tuple(first.shape)} {first.dtype} {first.device}"
-            )
-    if len(boxes) != first.shape[0]:
-        raise ValueError(f"{_OP}: boxes has {len(boxes)} entries for a batch of {first.shape[0]}")
-    for i, b in enumerate(boxes):
-        _checks.tensor(_OP, f"boxes[{i}]", b)
-        _checks.shape(_OP, f"boxes[{i}]", b, "(N, 4)", b.dim() == 2 and b.shape[1] == 4)
-        if b.dtype != first.dtype or b.device != first.device:
-            raise ValueError(
-                f"{_OP}: boxes[{i}] must match the features' dtype and device "
-                f"({first.dtype} on {first.device}), got {b.dtype} on {b.device}"
-            )
+    check_pyramid(_OP, features, boxes)
     if len(image_shapes) != len(boxes):
         raise ValueError(
             f"{_OP}: image_shapes has {len(image_shapes)} entries for {len(boxes)} images"

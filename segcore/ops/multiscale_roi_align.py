@@ -52,6 +52,36 @@ def map_levels(
     return (target.to(torch.int64) - k_min).to(torch.int64)
 
 
+def check_pyramid(op: str, features: Sequence[Tensor], boxes: Sequence[Tensor]) -> None:
+    """Raise ValueError, naming ``op`` and the argument, unless ``features`` are one or more
+    (B, C, H, W) floating levels sharing batch, channels, dtype and device, and ``boxes`` are
+    B tensors (N_i, 4) of the features' dtype and device."""
+    if not features:
+        raise ValueError(f"{op}: features must hold at least one level")
+    for i, f in enumerate(features):
+        _checks.tensor(op, f"features[{i}]", f)
+        _checks.shape(op, f"features[{i}]", f, "(B, C, H, W)", f.dim() == 4)
+        _checks.floating(op, f"features[{i}]", f)
+    first = features[0]
+    for i, f in enumerate(features):
+        if f.shape[:2] != first.shape[:2] or f.dtype != first.dtype or f.device != first.device:
+            raise ValueError(
+                f"{op}: features[{i}] must share batch, channels, dtype and device with "
+                f"features[0]: {tuple(f.shape)} {f.dtype} {f.device} vs "
+                f"{tuple(first.shape)} {first.dtype} {first.device}"
+            )
+    if len(boxes) != first.shape[0]:
+        raise ValueError(f"{op}: boxes has {len(boxes)} entries for a batch of {first.shape[0]}")
+    for i, b in enumerate(boxes):
+        _checks.tensor(op, f"boxes[{i}]", b)
+        _checks.shape(op, f"boxes[{i}]", b, "(N, 4)", b.dim() == 2 and b.shape[1] == 4)
+        if b.dtype != first.dtype or b.device != first.device:
+            raise ValueError(
+                f"{op}: boxes[{i}] must match the features' dtype and device "
+                f"({first.dtype} on {first.device}), got {b.dtype} on {b.device}"
+            )
+
+
 def to_rois(boxes: Sequence[Tensor]) -> Tensor:
     """(sum N_i, 5) rows (image index, x1, y1, x2, y2)."""
     ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
@@ -120,30 +150,8 @@ def multiscale_roi_align(
         (sum N_i, C, Sh, Sw), differentiable with respect to the features.
     """
     op = "multiscale_roi_align"
-    if not features:
-        raise ValueError(f"{op}: features must hold at least one level")
-    for i, f in enumerate(features):
-        _checks.tensor(op, f"features[{i}]", f)
-        _checks.shape(op, f"features[{i}]", f, "(B, C, H, W)", f.dim() == 4)
-        _checks.floating(op, f"features[{i}]", f)
+    check_pyramid(op, features, boxes)
     first = features[0]
-    for i, f in enumerate(features):
-        if f.shape[:2] != first.shape[:2] or f.dtype != first.dtype or f.device != first.device:
-            raise ValueError(
-                f"{op}: features[{i}] must share batch, channels, dtype and device with "
-                f"features[0]: {tuple(f.shape)} {f.dtype} {f.device} vs "
-                f"{tuple(first.shape)} {first.dtype} {first.device}"
-            )
-    if len(boxes) != first.shape[0]:
-        raise ValueError(f"{op}: boxes has {len(boxes)} entries for a batch of {first.shape[0]}")
-    for i, b in enumerate(boxes):
-        _checks.tensor(op, f"boxes[{i}]", b)
-        _checks.shape(op, f"boxes[{i}]", b, "(N, 4)", b.dim() == 2 and b.shape[1] == 4)
-        if b.dtype != first.dtype or b.device != first.device:
-            raise ValueError(
-                f"{op}: boxes[{i}] must match the features' dtype and device, got "
-                f"{b.dtype} on {b.device}"
-            )
     for i, s in enumerate(image_shapes):
         _checks.image_shape(op, f"image_shapes[{i}]", s)
     pooled_h, pooled_w = _pair(output_size)
