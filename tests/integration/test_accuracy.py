@@ -30,13 +30,36 @@ NAMES = list(synthetic.CLASSES)
 
 def ap_of(events: list[MaskEvent], samples: list) -> float:
     """Mask AP of ``events`` against the scene's ground truth; an instance's class is its
-    ``label`` (the name: a Mask R-CNN model's ``class_id`` counts its background too)."""
+    ``label`` (the name, which the scene's classes list)."""
     targets = [(SIZE, samples[round(e.pts * FPS)][1]) for e in events]
     detections = [
         [Detection(NAMES.index(i.label), i.score, i.rle(), i.box) for i in e.instances]
         for e in events
     ]
     return evaluate_detections(targets, detections, NAMES).mask_ap
+
+
+def through_the_service(
+    ns_settings: Settings,
+    spawn: Callable[..., Worker],
+    video: Path,
+    stream_id: str,
+    model: str,
+    frames: int,
+    timeout_s: float,
+) -> list[MaskEvent]:
+    """The events of ``video`` registered as stream ``stream_id`` of ``model``, from a segment
+    worker and an ingest worker started here: one per frame, in order."""
+    spawn("segment", "--model", model)
+    spawn("ingest")
+    put_stream(ns_settings, StreamSpec(id=stream_id, url=str(video), model=model, fps=FPS))
+    client = make_redis(ns_settings)
+    try:
+        got = [e for _, e in wait_events(client, stream_id, frames, timeout_s)]
+    finally:
+        client.close()
+    assert [round(e.pts * FPS) for e in got] == list(range(frames))
+    return got
 
 
 def test_pipeline_and_run_keep_the_models_accuracy(
@@ -53,16 +76,7 @@ def test_pipeline_and_run_keep_the_models_accuracy(
     video = tmp_path / "scene.mp4"
     synthetic.write_video(video, SEED, FRAMES, SIZE, fps=FPS)
 
-    spawn("segment", "--model", MODEL)
-    spawn("ingest")
-    stream_id = f"acc-{unique}"
-    put_stream(ns_settings, StreamSpec(id=stream_id, url=str(video), model=MODEL, fps=FPS))
-    client = make_redis(ns_settings)
-    try:
-        got = [e for _, e in wait_events(client, stream_id, FRAMES, 120)]
-    finally:
-        client.close()
-    assert [round(e.pts * FPS) for e in got] == list(range(FRAMES))
+    got = through_the_service(ns_settings, spawn, video, f"acc-{unique}", MODEL, FRAMES, 120)
     pipeline_ap = ap_of(got, samples)
 
     out = io.StringIO()

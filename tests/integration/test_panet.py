@@ -12,11 +12,9 @@ import pytest
 import segcore
 from segcore.data import synthetic
 from segcore.evaluation import evaluate
-from services.common.redis import make_redis
 from services.common.settings import Settings
-from services.common.streams import StreamSpec, put_stream
-from tests.integration.test_accuracy import FPS, NAMES, SIZE, ap_of
-from tests.integration.workers import Worker, wait_events
+from tests.integration.test_accuracy import FPS, NAMES, SIZE, ap_of, through_the_service
+from tests.integration.workers import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +35,7 @@ def test_a_panet_stream_gets_masks_that_match_the_scene(
     video = tmp_path / "scene.mp4"
     synthetic.write_video(video, SEED, FRAMES, SIZE, fps=FPS)
 
-    spawn("segment", "--model", MODEL)
-    spawn("ingest")
-    stream_id = f"panet-{unique}"
-    put_stream(ns_settings, StreamSpec(id=stream_id, url=str(video), model=MODEL, fps=FPS))
-    client = make_redis(ns_settings)
-    try:
-        got = [e for _, e in wait_events(client, stream_id, FRAMES, 180)]
-    finally:
-        client.close()
-    assert [round(e.pts * FPS) for e in got] == list(range(FRAMES))
+    got = through_the_service(ns_settings, spawn, video, f"panet-{unique}", MODEL, FRAMES, 180)
     assert {e.model for e in got} == {MODEL}
     assert all(e.instances for e in got)
     pipeline_ap = ap_of(got, samples)
