@@ -22,7 +22,7 @@ from segcore.models.yolact.config import YolactConfig
 from segcore.models.yolact.fpn import FPN
 from segcore.models.yolact.heads import FastMaskIoUNet, PredictionModule, proto_net
 from segcore.models.yolact.loss import yolact_losses
-from segcore.models.yolact.postprocess import detect, detect_compact
+from segcore.models.yolact.postprocess import detect
 from segcore.ops import preprocess_frames
 
 
@@ -121,13 +121,10 @@ class Yolact(nn.Module):
             x = torch.cat([preprocess_frames(f[None], size, mean, std) for f in frames])
             sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
         preds = self.predict(x)
-        if mask_format == "full":
-            step = detect
-        elif mask_format == "compact":
-            step = detect_compact
-        else:
-            raise ValueError(f"mask_format must be 'full' or 'compact', got {mask_format!r}")
-        return [step(preds, b, s, self.config, self.maskiou_net) for b, s in enumerate(sizes)]
+        return [
+            detect(preds, b, s, self.config, self.maskiou_net, mask_format)
+            for b, s in enumerate(sizes)
+        ]
 
     def preprocess(self, images: list[Tensor]) -> Tensor:
         """Official FastBaseTransform: ``max_size`` square (B, 3, S, S), normalised, RGB."""

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segcore.models.frames import check_mask_format
 from segcore.models.yolact.box_utils import decode, sanitize
 from segcore.models.yolact.config import YolactConfig
 from segcore.ops import assemble_masks, fast_nms
@@ -108,36 +109,23 @@ def to_compact(masks: Tensor, found: Candidates, size: tuple[int, int]) -> dict[
     }
 
 
-def detect_compact(
-    preds: dict[str, Tensor],
-    b: int,
-    size: tuple[int, int],
-    config: YolactConfig,
-    maskiou_net: nn.Module | None = None,
-) -> dict[str, Tensor]:
-    """:func:`detect` with the masks in compact form (:func:`to_compact`)."""
-    found = select_detections(preds, b, config)
-    masks = prototype_masks(preds["proto"][b], found)
-    result: dict[str, Tensor] = {}
-    if maskiou_net is not None:
-        result["mask_scores"] = rescore_masks(maskiou_net, masks, found)
-    result.update(to_compact(masks, found, size))
-    return result
-
-
 def detect(
     preds: dict[str, Tensor],
     b: int,
     size: tuple[int, int],
     config: YolactConfig,
     maskiou_net: nn.Module | None = None,
+    mask_format: str = "full",
 ) -> dict[str, Tensor]:
     """Image ``b``'s result for an input of ``size`` (height, width): ``boxes``, ``scores``,
-    ``labels``, ``masks`` (see :func:`to_image`), and ``mask_scores`` with ``maskiou_net``."""
+    ``labels``, ``masks`` (full planes, :func:`to_image`; or compact, :func:`to_compact`, as
+    ``mask_format`` says), and ``mask_scores`` with ``maskiou_net``."""
+    check_mask_format(mask_format)
     found = select_detections(preds, b, config)
     masks = prototype_masks(preds["proto"][b], found)
     result: dict[str, Tensor] = {}
     if maskiou_net is not None:
         result["mask_scores"] = rescore_masks(maskiou_net, masks, found)
-    result.update(to_image(masks, found, size))
+    masks_out = to_image if mask_format == "full" else to_compact
+    result.update(masks_out(masks, found, size))
     return result
