@@ -18,22 +18,10 @@ from torchvision.ops import roi_align
 
 import cuda_ext
 from segcore.ops import _checks
-from segcore.ops.multiscale_roi_align import check_pyramid, infer_scales, to_rois
+from segcore.ops.multiscale_roi_align import check_pyramid, infer_scales, pooled_size, to_rois
 
 _OP = "all_levels_roi_align"
 _MAX_LEVELS = 8  # the kernels' limit (roi_align.h kMaxLevels)
-
-
-def _pair(output_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(output_size, int):
-        size = (output_size, output_size)
-    elif len(output_size) == 2:
-        size = (int(output_size[0]), int(output_size[1]))
-    else:
-        raise ValueError(f"{_OP}: output_size must be S or (Sh, Sw), got {output_size}")
-    if size[0] <= 0 or size[1] <= 0:
-        raise ValueError(f"{_OP}: output_size must be positive, got {output_size}")
-    return size
 
 
 def all_levels_roi_align_reference(
@@ -45,7 +33,7 @@ def all_levels_roi_align_reference(
     aligned: bool = False,
 ) -> Tensor:
     """The per-level loop a user would write: torchvision's ``roi_align`` once per level."""
-    size = _pair(output_size)
+    size = pooled_size(_OP, output_size)
     scales = infer_scales(features, image_shapes)
     rois = to_rois(boxes)
     pooled = [
@@ -106,7 +94,7 @@ def all_levels_roi_align(
         float32 and returned in the features' dtype.
     """
     _check(features, boxes, image_shapes, sampling_ratio)
-    pooled_h, pooled_w = _pair(output_size)
+    pooled_h, pooled_w = pooled_size(_OP, output_size)
     first = features[0]
     if first.dtype in (torch.float16, torch.bfloat16) and first.device.type == "cpu":
         # The compiled CPU kernel has no half-precision path (nor torchvision's for

@@ -88,14 +88,18 @@ def to_rois(boxes: Sequence[Tensor]) -> Tensor:
     return torch.cat([torch.cat(ids), torch.cat(list(boxes))], dim=1)
 
 
-def _pair(output_size: int | Sequence[int]) -> tuple[int, int]:
+def pooled_size(op: str, output_size: int | Sequence[int]) -> tuple[int, int]:
+    """(Sh, Sw) of an ``output_size`` S or (Sh, Sw); ValueError naming ``op`` unless both
+    are positive."""
     if isinstance(output_size, int):
-        return output_size, output_size
-    if len(output_size) != 2:
-        raise ValueError(
-            f"multiscale_roi_align: output_size must be S or (Sh, Sw), got {output_size}"
-        )
-    return int(output_size[0]), int(output_size[1])
+        size = (output_size, output_size)
+    elif len(output_size) == 2:
+        size = (int(output_size[0]), int(output_size[1]))
+    else:
+        raise ValueError(f"{op}: output_size must be S or (Sh, Sw), got {output_size}")
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"{op}: output_size must be positive, got {output_size}")
+    return size
 
 
 def assign_levels(
@@ -117,7 +121,7 @@ def multiscale_roi_align_reference(
     aligned: bool = False,
 ) -> Tensor:
     """torchvision's per-level loop (its ``_multiscale_roi_align``), on its ``roi_align``."""
-    size = _pair(output_size)
+    size = pooled_size("multiscale_roi_align", output_size)
     scales, rois, levels = assign_levels(features, boxes, image_shapes)
     first = features[0]
     result = first.new_zeros((rois.shape[0], first.shape[1], *size))
@@ -154,9 +158,7 @@ def multiscale_roi_align(
     first = features[0]
     for i, s in enumerate(image_shapes):
         _checks.image_shape(op, f"image_shapes[{i}]", s)
-    pooled_h, pooled_w = _pair(output_size)
-    if pooled_h <= 0 or pooled_w <= 0:
-        raise ValueError(f"{op}: output_size must be positive, got {output_size}")
+    pooled_h, pooled_w = pooled_size(op, output_size)
     if len(features) > 8:
         raise ValueError(f"{op}: at most 8 levels, got {len(features)}")
     half_on_cpu = first.dtype in (torch.float16, torch.bfloat16) and not first.is_cuda
