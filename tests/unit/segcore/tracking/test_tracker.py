@@ -80,7 +80,7 @@ def test_death_is_measured_in_seconds(fps: float) -> None:
             tracker.update([disc(60, 60, 15)], t)
             t += 1 / fps
         last = t - 1 / fps
-        for k in range(1, int(round(gap_s * fps))):
+        for k in range(1, round(gap_s * fps)):
             tracker.update([], last + k / fps)
         assert tracker.update([disc(60, 60, 15)], last + gap_s) == [expected]
 
