@@ -51,10 +51,12 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q --upgrade pip
 fi
 stamp=.venv/.segstream-deps
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml clients/python/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing Python packages (torch and the CUDA compiler are large: a few minutes the first time)"
-  .venv/bin/python -m pip install --progress-bar off -q -e ".[build,dev]"
+  # The SDK (clients/python, segstream-client) in the same step: segstream requires it and
+  # no index has it.
+  .venv/bin/python -m pip install --progress-bar off -q -e clients/python -e ".[build,dev]"
   echo "$want" >"$stamp"
 else
   echo "Python packages: up to date"

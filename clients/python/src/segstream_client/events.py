@@ -1,0 +1,176 @@
+"""Mask events, the contract subscribers rely on: a pure codec (JSON <-> frozen dataclasses).
+
+Schema v1, documented in docs/architecture.md ("Mask events"): ``{"v": 1, "stream_id",
+"seq", "pts", "captured_at", "published_at", "model", "width", "height", "instances":
+[{"label", "class_id", "score", "box": [x1, y1, x2, y2], "mask": {"size": [H, W], "counts":
+"<COCO compressed RLE>"}, "track_id"?}]}``. Masks are at the frame's own resolution, so
+``pycocotools.mask.decode`` reads them as they are. ``track_id`` (an int >= 0) is present
+only on instances that a tracker has confirmed; readers take events with or without it.
+
+The codec has no dependencies beyond the standard library: the API and workers
+(``services.common.events`` re-exports this module) and the SDK share it. Other event
+kinds live beside this one, each with its dataclass, ``encode_*`` and ``decode_*``, built
+on the same field checks (:func:`field`, :func:`optional_field`, :func:`load_object`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+VERSION = 1
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid event, with what was wrong."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance of a mask event. ``box``: xyxy in frame pixels; ``mask_size``: (H, W);
+    ``mask_counts``: COCO compressed RLE; ``track_id``: the tracker's confirmed id, or None."""
+
+    label: str
+    class_id: int
+    score: float
+    box: tuple[float, float, float, float]
+    mask_size: tuple[int, int]
+    mask_counts: str
+    track_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "label": self.label,
+            "class_id": self.class_id,
+            "score": round(self.score, 4),
+            "box": [round(v, 1) for v in self.box],
+            "mask": {"size": list(self.mask_size), "counts": self.mask_counts},
+        }
+        if self.track_id is not None:
+            data["track_id"] = self.track_id
+        return data
+
+    def rle(self) -> dict[str, Any]:
+        """The mask as pycocotools takes it."""
+        return {"size": list(self.mask_size), "counts": self.mask_counts.encode("ascii")}
+
+
+@dataclass(frozen=True)
+class MaskEvent:
+    stream_id: str
+    seq: int
+    pts: float
+    captured_at: float
+    published_at: float
+    model: str
+    width: int
+    height: int
+    instances: tuple[Instance, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "stream_id": self.stream_id,
+            "seq": self.seq,
+            "pts": self.pts,
+            "captured_at": self.captured_at,
+            "published_at": self.published_at,
+            "model": self.model,
+            "width": self.width,
+            "height": self.height,
+            "instances": [i.to_json() for i in self.instances],
+        }
+
+
+def encode_event(event: MaskEvent) -> bytes:
+    return json.dumps(event.to_json(), separators=(",", ":")).encode()
+
+
+def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``data[name]``, which must be of ``kind`` (a bool is never an int here)."""
+    if name not in data:
+        raise DecodeError(f"{where}: missing '{name}'")
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise DecodeError(f"{where}: '{name}' must be {kind}, got {type(value).__name__}")
+    return value
+
+
+def optional_field(
+    data: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str
+) -> Any:
+    """``data[name]`` as :func:`field` checks it, None when absent (or null)."""
+    if data.get(name) is None:
+        return None
+    return field(data, name, kind, where)
+
+
+def count_field(data: dict[str, Any], name: str, where: str, *, optional: bool = False) -> Any:
+    """An int >= 0 (an id, a count; a bool or a float is neither); None when ``optional``
+    and absent (or null). The error names ``where.name``."""
+    if optional and data.get(name) is None:
+        return None
+    if name not in data:
+        raise DecodeError(f"{where}: missing '{name}'")
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        shown = repr(value) if isinstance(value, int | float) else type(value).__name__
+        raise DecodeError(f"{where}.{name}: must be an int >= 0, got {shown}")
+    return value
+
+
+def load_object(raw: bytes | str) -> dict[str, Any]:
+    """The JSON object of one event of version :data:`VERSION`; DecodeError otherwise."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DecodeError("an event must be a JSON object")
+    version = data.get("v")
+    if version != VERSION:
+        raise DecodeError(f"unsupported event version {version!r} (this reads {VERSION})")
+    return data
+
+
+def _instance(data: Any, index: int) -> Instance:
+    where = f"instances[{index}]"
+    if not isinstance(data, dict):
+        raise DecodeError(f"{where}: must be an object")
+    box = field(data, "box", list, where)
+    mask = field(data, "mask", dict, where)
+    size = field(mask, "size", list, f"{where}.mask")
+    if len(box) != 4 or not all(isinstance(v, int | float) for v in box):
+        raise DecodeError(f"{where}: 'box' must be 4 numbers")
+    if len(size) != 2 or not all(isinstance(v, int) and v >= 0 for v in size):
+        raise DecodeError(f"{where}.mask: 'size' must be [H, W]")
+    return Instance(
+        label=field(data, "label", str, where),
+        class_id=field(data, "class_id", int, where),
+        score=float(field(data, "score", (int, float), where)),
+        box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+        mask_size=(size[0], size[1]),
+        mask_counts=field(mask, "counts", str, f"{where}.mask"),
+        track_id=count_field(data, "track_id", where, optional=True),
+    )
+
+
+def decode_event(raw: bytes | str) -> MaskEvent:
+    """Parse one mask event; DecodeError names what is wrong."""
+    data = load_object(raw)
+    instances = field(data, "instances", list, "event")
+    return MaskEvent(
+        stream_id=field(data, "stream_id", str, "event"),
+        seq=field(data, "seq", int, "event"),
+        pts=float(field(data, "pts", (int, float), "event")),
+        captured_at=float(field(data, "captured_at", (int, float), "event")),
+        published_at=float(field(data, "published_at", (int, float), "event")),
+        model=field(data, "model", str, "event"),
+        width=field(data, "width", int, "event"),
+        height=field(data, "height", int, "event"),
+        instances=tuple(_instance(item, i) for i, item in enumerate(instances)),
+    )
+
+
+__all__ = ["VERSION", "DecodeError", "Instance", "MaskEvent", "decode_event", "encode_event"]
