@@ -9,7 +9,7 @@ import time
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.health import StreamStatus
-from services.common.streams import STREAM_ID, redact
+from services.common.streams import STREAM_ID, Lines, Zones, redact
 
 
 class StreamIn(BaseModel):
@@ -25,6 +25,8 @@ class StreamIn(BaseModel):
     max_side: int | None = Field(None, ge=32, le=8192)
     realtime: bool = False
     loop: bool = False
+    zones: Zones = Field((), description="zones whose enters, exits and loiters are events")
+    lines: Lines = Field((), description="lines whose crossings are counted, by direction")
 
 
 class StreamPatch(BaseModel):
@@ -39,6 +41,8 @@ class StreamPatch(BaseModel):
     max_side: int | None = Field(None, ge=32, le=8192)
     realtime: bool | None = None
     loop: bool | None = None
+    zones: Zones | None = Field(None, description="replaces every zone ([] removes them)")
+    lines: Lines | None = Field(None, description="replaces every line ([] removes them)")
 
 
 class Health(BaseModel):
@@ -82,10 +86,35 @@ class StreamOut(BaseModel):
     max_side: int | None
     realtime: bool
     loop: bool
+    zones: Zones = ()
+    lines: Lines = ()
     health: Health | None = Field(
         description="null until a worker has written it, or when the status store could not "
         "be read right after a write that was made"
     )
+
+
+class ZoneCounts(BaseModel):
+    occupancy: int = Field(description="tracks in the zone now")
+    entries: int
+    exits: int
+
+
+class LineCounts(BaseModel):
+    forward: int = Field(description="crossings from the line's left (of a -> b) to its right")
+    backward: int
+
+
+class AnalyticsOut(BaseModel):
+    """A stream's counts as its segment worker last wrote them, for every zone and line the
+    stream defines now (zeros for one the worker has not counted yet)."""
+
+    stream_id: str
+    last: str | None = Field(
+        description="the id of the mask event the counts are as of; null before the first"
+    )
+    zones: dict[str, ZoneCounts]
+    lines: dict[str, LineCounts]
 
 
 class ModelOut(BaseModel):

@@ -10,6 +10,7 @@ in between."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -21,12 +22,22 @@ from pydantic import ValidationError
 import segcore
 from services.api.auth import any_token, reader, writer
 from services.api.errors import Unavailable, from_store
-from services.api.models import Health, ModelOut, Problem, StreamIn, StreamOut, StreamPatch
+from services.api.models import (
+    AnalyticsOut,
+    Health,
+    LineCounts,
+    ModelOut,
+    Problem,
+    StreamIn,
+    StreamOut,
+    StreamPatch,
+    ZoneCounts,
+)
 from services.api.state import ApiState, State
 from services.api.table import RegistryUnavailable
 from services.common.destinations import DestinationPolicy, ForbiddenDestination, Target, resolve
 from services.common.health import StreamStatus
-from services.common.redis import frames_key, status_key
+from services.common.redis import frames_key, status_key, tracks_key
 from services.common.streams import FILE_SCHEME, StreamSpec, scheme_of
 
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # a Redis stream entry id: an event's id
@@ -183,7 +194,7 @@ async def update(
 ) -> StreamOut:
     spec = found(state, stream_id)
     changes = body.model_dump(exclude_unset=True)
-    for name in ("url", "model", "fps", "realtime", "loop"):
+    for name in ("url", "model", "fps", "realtime", "loop", "zones", "lines"):
         if name in changes and changes[name] is None:
             raise field_error(name, "may not be null")
     merged = {**spec.model_dump(), **changes}
@@ -191,7 +202,10 @@ async def update(
     try:
         new = StreamSpec(**merged)
     except ValidationError as exc:
-        raise field_error(str(exc.errors()[0]["loc"][0]), exc.errors()[0]["msg"]) from None
+        first = exc.errors()[0]
+        raise HTTPException(
+            422, detail=[{"loc": ["body", *first["loc"]], "msg": first["msg"]}]
+        ) from None
     await before_write(state)
     await write(lambda: state.table.put(new))
     return await written(state, new)
@@ -227,3 +241,57 @@ async def frame(
     if not entries:
         raise HTTPException(404, f"no frame kept for event {entry_id}")
     return Response(entries[0][1][b"jpeg"], media_type="image/jpeg")
+
+
+def counts_of(spec: StreamSpec, document: bytes | None) -> AnalyticsOut:
+    """The counts of a tracking document (``segstream:tracks:<id>``: its ``counts`` and
+    ``last``) for the zones and lines ``spec`` defines; zeros for those it lacks, and for all
+    when there is no document or it does not parse (a worker writes the next one soon)."""
+    counts: dict[str, Any] = {}
+    last = None
+    if document:
+        try:
+            doc = json.loads(document)
+            counts = doc.get("counts") or {}
+            last = doc.get("last") if isinstance(doc.get("last"), str) else None
+        except (ValueError, AttributeError):
+            counts = {}
+
+    def of(kind: str, name: str) -> dict[str, int]:
+        section = counts.get(kind) if isinstance(counts, dict) else None
+        value = section.get(name) if isinstance(section, dict) else None
+        if not isinstance(value, dict):
+            return {}
+        return {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+    zones = {}
+    for zone in spec.zones:
+        value = of("zones", zone.name)
+        zones[zone.name] = ZoneCounts(
+            occupancy=int(value.get("occupancy", 0)),
+            entries=int(value.get("entries", 0)),
+            exits=int(value.get("exits", 0)),
+        )
+    lines = {}
+    for line in spec.lines:
+        value = of("lines", line.name)
+        lines[line.name] = LineCounts(
+            forward=int(value.get("forward", 0)), backward=int(value.get("backward", 0))
+        )
+    return AnalyticsOut(stream_id=spec.id, last=last, zones=zones, lines=lines)
+
+
+@router.get(
+    "/v1/streams/{stream_id}/analytics",
+    tags=["analytics"],
+    response_model=AnalyticsOut,
+    responses={404: {"model": Problem}, **UNAVAILABLE},
+)
+async def analytics(
+    stream_id: str, state: State, _: Annotated[str, Depends(reader)]
+) -> AnalyticsOut:
+    """Occupancy and entries/exits of each zone and crossings of each line, by direction,
+    as of the stream's newest mask event."""
+    spec = found(state, stream_id)
+    document: Any = await from_store(state.redis.get(tracks_key(stream_id)))
+    return counts_of(spec, document)

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import shapely
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from services.common.events import DecodeError
 from services.common.kafka import base_topics, bootstrap_topics, make_producer, registry_topic
 from services.common.settings import Settings
+
+if TYPE_CHECKING:
+    from segcore.tracking.analytics import Line, Zone
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp")
@@ -37,6 +49,82 @@ def scheme_of(url: str) -> str:
 def is_live(url: str) -> bool:
     """Whether ``url`` is a camera or network source (anything but a file)."""
     return scheme_of(url) != FILE_SCHEME
+
+
+ANALYTICS_NAME = r"^[A-Za-z0-9_.\-]{1,64}$"
+MAX_ZONES = 16  # per stream, and as many lines: metric labels stay a bounded set
+MAX_LINES = 16
+
+Coordinate = Annotated[float, Field(ge=0.0, le=1.0)]
+Point = tuple[Coordinate, Coordinate]  # (x, y) normalised to the frame, (0, 0) top-left
+
+
+class ZoneSpec(BaseModel):
+    """A zone of a stream: a simple polygon in normalised coordinates (x, y in [0, 1], y
+    down), the share of an instance's mask that must be inside it for the instance to be in,
+    and the dwell after which an instance inside loiters (null: never)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(pattern=ANALYTICS_NAME, description="1-64 of letters, digits, '_.-'")
+    polygon: tuple[Point, ...] = Field(
+        min_length=3, description="3-64 points [x, y], normalised to [0, 1]"
+    )
+    min_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    loiter_s: float | None = Field(None, gt=0, le=86_400)
+
+    @field_validator("polygon")
+    @classmethod
+    def _simple(cls, value: tuple[Point, ...]) -> tuple[Point, ...]:
+        if len(value) > 3 and value[0] == value[-1]:
+            value = value[:-1]  # given closed: the ring closes itself
+        if len(value) > 64:
+            raise ValueError(f"at most 64 points, got {len(value)}")
+        ring = shapely.Polygon(value)
+        if ring.convex_hull.area <= 0:
+            raise ValueError("the polygon encloses no area (its points lie on one line)")
+        if not ring.is_valid:
+            reason = shapely.is_valid_reason(ring)
+            raise ValueError(f"the polygon must be simple (not crossing itself): {reason}")
+        return value
+
+
+class LineSpec(BaseModel):
+    """A counting line of a stream: the segment from ``a`` to ``b``, normalised (x, y in
+    [0, 1], y down). A crossing from its left to its right, as the image shows it, is
+    ``forward``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(pattern=ANALYTICS_NAME, description="1-64 of letters, digits, '_.-'")
+    a: Point
+    b: Point
+
+    @field_validator("b")
+    @classmethod
+    def _length(cls, value: Point, info: ValidationInfo) -> Point:
+        if info.data.get("a") == value:
+            raise ValueError("the same point as a: a line needs a length")
+        return value
+
+
+def _unique(kind: str) -> Any:
+    def check(items: tuple[ZoneSpec | LineSpec, ...]) -> Any:
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.name in seen:
+                raise ValueError(
+                    f"{kind}[{index}].name: {item.name!r} is the name of "
+                    f"{kind}[{seen[item.name]}] too; names must be unique"
+                )
+            seen[item.name] = index
+        return items
+
+    return AfterValidator(check)
+
+
+Zones = Annotated[tuple[ZoneSpec, ...], Field(max_length=MAX_ZONES), _unique("zones")]
+Lines = Annotated[tuple[LineSpec, ...], Field(max_length=MAX_LINES), _unique("lines")]
 
 
 class StreamSpec(BaseModel):
@@ -62,6 +150,8 @@ class StreamSpec(BaseModel):
         False, description="a file: play it at its own frame rate, as a camera would"
     )
     loop: bool = Field(False, description="a file: start again when it ends (never finished)")
+    zones: Zones = Field((), description=f"at most {MAX_ZONES}, names unique")
+    lines: Lines = Field((), description=f"at most {MAX_LINES}, names unique")
 
     @field_validator("id")
     @classmethod
@@ -88,6 +178,18 @@ class StreamSpec(BaseModel):
         if self.latency_budget_ms is not None:
             return self.latency_budget_ms / 1000.0
         return 5.0 if self.live else None
+
+    def zone_objects(self) -> list[Zone]:
+        """The zones as segcore's analytics takes them."""
+        from segcore.tracking.analytics import Zone
+
+        return [Zone(z.name, tuple(z.polygon), z.min_fraction, z.loiter_s) for z in self.zones]
+
+    def line_objects(self) -> list[Line]:
+        """The lines as segcore's analytics takes them."""
+        from segcore.tracking.analytics import Line
+
+        return [Line(x.name, x.a, x.b) for x in self.lines]
 
     def display(self) -> dict[str, Any]:
         """The spec with camera credentials masked: what logs and responses may show."""
