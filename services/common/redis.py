@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,27 @@ def make_async_redis(settings: Settings, **overrides: Any) -> aioredis.Redis:
 
 LATEST_PREFIX = "segstream:latest:"
 FRAMES_PREFIX = "segstream:frames:"
+TRACKS_PREFIX = "segstream:tracks:"
+ANALYTICS_PREFIX = "segstream:analytics:"
+
+
+def tracks_key(stream_id: str) -> str:
+    """String holding a camera stream's tracking document (its tracker's and analytics'
+    state after its newest event: services/segment/tracks.py). It lives as long as the
+    stream: track ids are never given twice."""
+    return TRACKS_PREFIX + stream_id
+
+
+def tracking_documents(client: redis.Redis, stream_ids: list[str]) -> dict[str, bytes | None]:
+    """The tracking documents of these streams (None where one has none)."""
+    values: list[Any] = client.mget([tracks_key(s) for s in stream_ids]) if stream_ids else []
+    return dict(zip(stream_ids, values, strict=True))
+
+
+def analytics_key(stream_id: str) -> str:
+    """Redis stream (and pub/sub channel) of a camera stream's analytics events (zone and
+    line events), entry ids assigned by Redis."""
+    return ANALYTICS_PREFIX + stream_id
 
 
 def latest_key(stream_id: str) -> str:
@@ -84,7 +106,10 @@ def frames_key(stream_id: str) -> str:
 
 # One event, atomically: append to the stream under an id derived from (capture time, seq),
 # and only when that id is new (a redelivered frame's id is not: XADD refuses ids at or
-# below the stream's last one) announce it on the channel and keep it as the latest.
+# below the stream's last one) announce it on the channel, keep it as the latest, keep the
+# stream's tracking document that this event's frame left (ARGV[7], when given) and add the
+# frame's analytics events (ARGV[8] on) to their stream and channel. So the tracking
+# document in Redis always belongs to the stream's newest event.
 _PUBLISH_LUA = """
 local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'event', ARGV[2])
 if type(added) == 'table' and added.err then
@@ -96,6 +121,13 @@ redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
 if ARGV[6] ~= '0' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], ARGV[1], 'jpeg', ARGV[5])
   redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[7])
+end
+for i = 8, #ARGV do
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[i])
+  redis.call('PUBLISH', KEYS[5], ARGV[i])
 end
 return 1
 """
@@ -158,12 +190,17 @@ class EventPublisher:
         self.script = client.register_script(_PUBLISH_LUA)
 
     def publish(
-        self, events: list[tuple[str, str, bytes]], jpegs: list[bytes] | None = None
+        self,
+        events: list[tuple[str, str, bytes]],
+        jpegs: list[bytes] | None = None,
+        tracks: Sequence[tuple[bytes | None, Sequence[bytes]]] | None = None,
     ) -> list[bool | redis.ResponseError]:
         """``events``: (stream id, entry id, payload), with each one's JPEG frame kept for
-        viewers when ``frames`` > 0. Per event: True where it was new, False where it was
-        there already, the error reply where Redis refused that event (:func:`refuses_record`;
-        the others of the batch are published all the same).
+        viewers when ``frames`` > 0, and, with ``tracks``, each one's tracking document (None:
+        none to write) and analytics events, written only with a new event. Per event: True
+        where it was new, False where it was there already, the error reply where Redis
+        refused that event (:func:`refuses_record`; the others of the batch are published all
+        the same).
 
         Raises ``redis.ConnectionError``/``TimeoutError`` when Redis is unreachable, and the
         ``ResponseError`` of a refusal that reflects the server's state: the caller retries
@@ -171,8 +208,15 @@ class EventPublisher:
         pipe = self.client.pipeline(transaction=False)
         for index, (stream_id, entry, payload) in enumerate(events):
             keep = self.frames if jpegs is not None else 0
+            document, analytics = tracks[index] if tracks is not None else (None, ())
             self.script(
-                keys=[masks_key(stream_id), latest_key(stream_id), frames_key(stream_id)],
+                keys=[
+                    masks_key(stream_id),
+                    latest_key(stream_id),
+                    frames_key(stream_id),
+                    tracks_key(stream_id),
+                    analytics_key(stream_id),
+                ],
                 args=[
                     entry,
                     payload,
@@ -180,6 +224,8 @@ class EventPublisher:
                     self.latest_ttl_s,
                     jpegs[index] if jpegs is not None else b"",
                     keep,
+                    document if document is not None else b"",
+                    *analytics,
                 ],
                 client=pipe,
             )

@@ -7,8 +7,11 @@ frames to the target fps by their presentation timestamps (the ingest worker's
 :func:`~services.ingest.source.sample_frames`) and puts them on a bounded queue;
 the main thread takes batches (up to ``batch_size``; from a file waiting up to 50 ms for a
 full one, from a live source only what is queued already), runs
-the model and writes one event per sampled frame. From a live source, a full queue drops its
-oldest frame (counted) so latency and memory stay bounded; from a file, decoding waits.
+the model, tracks the instances (services/segment/tracks.py, as the segment worker: each
+instance gets its ``track_id``; with ``publisher``, the tracking document starts from the one
+in Redis and is written with each event) and writes one event per sampled frame. From a
+live source, a full queue drops its oldest frame (counted) so latency and memory stay
+bounded; from a file, decoding waits.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ import av.error
 from torch import nn
 
 from services.common.events import encode_event
-from services.common.redis import EventPublisher, entry_id
+from services.common.redis import EventPublisher, entry_id, tracking_documents
 from services.common.streams import is_live, redact
 from services.ingest.source import SourceError, classify, open_source, sample_frames, timing
 from services.segment.infer import Item, class_names, infer, load_model, to_events
+from services.segment.tracks import StreamTracks
 
 __all__ = ["RunOptions", "RunStats", "SourceError", "redact", "run"]
 
@@ -97,6 +101,12 @@ def run(
     )
     model = model or load_model(options.model, "cpu")  # as the segment worker
     live = is_live(options.source)
+    tracks = StreamTracks(
+        (lambda ids: tracking_documents(publisher.client, ids))
+        if publisher is not None
+        else (lambda ids: {}),
+        lambda _stream_id: ((), ()),
+    )
     frames: queue.Queue[object] = queue.Queue(maxsize=options.queue_size)
     stop = threading.Event()
 
@@ -148,6 +158,8 @@ def run(
                 outputs = infer(model, [i.rgb for i in batch])
                 names = class_names(model)
                 events = to_events(batch, outputs, names, options.model, options.min_score)
+                tracked = tracks.track(events)
+                events = [frame.event for frame in tracked]
                 payloads = [encode_event(event) for event in events]
                 for payload in payloads:
                     out.write(payload.decode() + "\n")
@@ -158,7 +170,8 @@ def run(
                         [
                             (e.stream_id, entry_id(e.captured_at, e.seq), p)
                             for e, p in zip(events, payloads, strict=True)
-                        ]
+                        ],
+                        tracks=[(f.document, f.analytics) for f in tracked],
                     )
     finally:
         stop.set()

@@ -1,0 +1,225 @@
+"""Identities and analytics of a worker's streams, kept in Redis with the events they produced.
+
+Each stream has one tracking document, ``segstream:tracks:<stream id>`` (see
+:func:`services.common.redis.tracks_key`)::
+
+    {"v": 1, "last": "<entry id of the frame it follows>", "tracker": Tracker.state(),
+     "analytics": Analytics.state(), "counts": Analytics.counts()}
+
+The publish script writes it in the same atomic step as the mask event of that frame, and
+only when that event is new: so the document in Redis always belongs to the newest event of
+the stream, whichever worker published it. :class:`StreamTracks` keeps the documents of the
+streams it has seen in memory and reads one from Redis (``load``) when it has none: on a
+worker's first frame of a stream, after a rebalance (:meth:`StreamTracks.clear`), and after
+an event of the stream was not new (:meth:`StreamTracks.forget`: another worker published it,
+so this one's copy may be behind). A worker that takes over a partition after a kill or a
+rebalance therefore continues the tracks where the last published frame left them.
+
+Frames are tracked in entry-id order per stream (capture time in ms, then seq: the order the
+event store enforces). A frame at or before the document's ``last`` is a redelivery: its
+event exists already (the publish refuses it again), so it is not tracked a second time and
+neither forks nor duplicates a track.
+
+Processing is plain data in and out: :meth:`StreamTracks.track` takes mask events and the
+registry's view of each stream's zones and lines and returns the events with their
+``track_id`` s, the documents to write and the analytics events; Redis is only behind
+``load``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from segcore.tracking import Detection, Tracker, TrackerConfig, TrackerStateError
+from segcore.tracking.analytics import Analytics, AnalyticsStateError, Line, Tracked, Zone
+from services.common.events import MaskEvent, decode_event, encode_event
+from services.common.redis import entry_id
+
+log = logging.getLogger("segstream.segment")
+
+DOC_VERSION = 1
+
+#: Reads the tracking documents of stream ids from the store (None where a stream has none).
+Load = Callable[[list[str]], dict[str, bytes | None]]
+#: A stream's zones and lines (the registry's view; empty when it has none).
+Geometry = Callable[[str], tuple[Sequence[Zone], Sequence[Line]]]
+
+
+def _entry_key(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq)
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """A frame's event with its identities, and what its publish writes beside it: the
+    stream's tracking document after this frame (None: a redelivered frame, not tracked) and
+    its analytics events, encoded."""
+
+    event: MaskEvent
+    document: bytes | None
+    analytics: tuple[bytes, ...]
+    analytics_bodies: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class _Stream:
+    last: str | None  # entry id of the frame the state follows
+    tracker: Tracker
+    analytics: Analytics
+    geometry: tuple[tuple[Zone, ...], tuple[Line, ...]]
+
+
+class StreamTracks:
+    """The tracking state of the streams a worker handles (see the module docstring)."""
+
+    def __init__(self, load: Load, geometry: Geometry, config: TrackerConfig | None = None) -> None:
+        self.load = load
+        self.geometry = geometry
+        self.config = config or TrackerConfig()
+        self._streams: dict[str, _Stream] = {}
+
+    def clear(self) -> None:
+        """Forget every stream's state (a rebalance: others may have published meanwhile)."""
+        self._streams.clear()
+
+    def forget(self, stream_ids: Iterable[str]) -> None:
+        """Forget these streams' states: the next frame reads them from the store."""
+        for stream_id in stream_ids:
+            self._streams.pop(stream_id, None)
+
+    def track(self, events: Sequence[MaskEvent]) -> list[TrackedFrame]:
+        """The frames' events with their track ids, in the order given. The tracker sees
+        each event as subscribers will (through the codec, its numbers rounded as
+        published), so a replay of the published events tracks exactly alike."""
+        events = [decode_event(encode_event(event)) for event in events]
+        wanted = sorted({e.stream_id for e in events if e.stream_id not in self._streams})
+        if wanted:
+            found = self.load(wanted)
+            for stream_id in wanted:
+                self._streams[stream_id] = self._restore(stream_id, found.get(stream_id))
+        out: list[TrackedFrame | None] = [None] * len(events)
+        order = sorted(
+            range(len(events)),
+            key=lambda i: (events[i].stream_id, _entry_key(self._entry(events[i]))),
+        )
+        for i in order:
+            out[i] = self._one(events[i])
+        return [frame for frame in out if frame is not None]
+
+    @staticmethod
+    def _entry(event: MaskEvent) -> str:
+        return entry_id(event.captured_at, event.seq)
+
+    def _one(self, event: MaskEvent) -> TrackedFrame:
+        stream = self._streams[event.stream_id]
+        entry = self._entry(event)
+        if stream.last is not None and _entry_key(entry) <= _entry_key(stream.last):
+            return TrackedFrame(event, None, ())
+        geometry = self._geometry(event.stream_id)
+        if geometry != stream.geometry:  # zones or lines changed: counts of the kept ones go on
+            stream.analytics = Analytics(
+                *geometry, state=stream.analytics.state(), forget_after_s=self.config.max_age_s
+            )
+            stream.geometry = geometry
+        detections = [
+            Detection(inst.box, inst.score, inst.class_id, inst.rle()) for inst in event.instances
+        ]
+        ids = stream.tracker.update(detections, event.captured_at)
+        instances = tuple(
+            dataclasses.replace(inst, track_id=track_id)
+            for inst, track_id in zip(event.instances, ids, strict=True)
+        )
+        tracked = [
+            Tracked(track_id, inst.label, inst.class_id, inst.box, inst.rle())
+            for inst, track_id in zip(instances, ids, strict=True)
+            if track_id is not None
+        ]
+        bodies: list[dict[str, Any]] = []
+        if stream.geometry[0] or stream.geometry[1]:
+            bodies = stream.analytics.update(
+                tracked, event.captured_at, (event.height, event.width)
+            )
+        stream.last = entry
+        document = {
+            "v": DOC_VERSION,
+            "last": entry,
+            "tracker": stream.tracker.state(),
+            "analytics": stream.analytics.state(),
+            "counts": stream.analytics.counts(),
+        }
+        published_at = time.time()
+        full = tuple(
+            {
+                "v": 1,
+                **body,
+                "stream_id": event.stream_id,
+                "seq": event.seq,
+                "pts": event.pts,
+                "captured_at": event.captured_at,
+                "published_at": published_at,
+            }
+            for body in bodies
+        )
+        return TrackedFrame(
+            dataclasses.replace(event, instances=instances),
+            _compact(document),
+            tuple(_compact(body) for body in full),
+            full,
+        )
+
+    def _geometry(self, stream_id: str) -> tuple[tuple[Zone, ...], tuple[Line, ...]]:
+        zones, lines = self.geometry(stream_id)
+        return tuple(zones), tuple(lines)
+
+    def _restore(self, stream_id: str, raw: bytes | None) -> _Stream:
+        geometry = self._geometry(stream_id)
+        fresh = _Stream(
+            None,
+            Tracker(self.config),
+            Analytics(*geometry, forget_after_s=self.config.max_age_s),
+            geometry,
+        )
+        if raw is None:
+            return fresh
+        try:
+            doc = json.loads(raw)
+            if not isinstance(doc, dict) or doc.get("v") != DOC_VERSION:
+                raise ValueError(f"version must be {DOC_VERSION}")
+            last = doc["last"]
+            _entry_key(last)
+            tracker = Tracker(self.config, state=doc["tracker"])
+            analytics = Analytics(
+                *geometry, state=doc["analytics"], forget_after_s=self.config.max_age_s
+            )
+            return _Stream(str(last), tracker, analytics, geometry)
+        except (ValueError, KeyError, TypeError, TrackerStateError, AnalyticsStateError) as exc:
+            # A document this worker cannot read: its tracks start again, under new ids
+            # (the old one's id counter, when it can be read, so no id is given twice).
+            log.error(
+                "tracking document unreadable, tracks start again: %s",
+                exc,
+                extra={"stream": stream_id},
+            )
+            with_next = _next_id(raw)
+            if with_next is not None:
+                fresh.tracker.next_id = with_next
+            return fresh
+
+
+def _next_id(raw: bytes) -> int | None:
+    try:
+        value = json.loads(raw)["tracker"]["next"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _compact(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()

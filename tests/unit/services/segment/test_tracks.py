@@ -1,0 +1,143 @@
+"""StreamTracks: identities in events, continued from a stored document by another worker,
+redeliveries left alone. The store here is a dict (the real one: tests/integration)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from segcore.tracking.analytics import Line
+from services.common.events import Instance, MaskEvent
+from services.common.redis import entry_id
+from services.segment.tracks import StreamTracks, TrackedFrame
+
+SIZE = (120, 160)
+
+
+def instance(cx: float, cy: float, r: float = 12.0, label: str = "disc") -> Instance:
+    yy, xx = np.mgrid[0 : SIZE[0], 0 : SIZE[1]]
+    m = ((xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r).astype(np.uint8)
+    rle = mask_utils.encode(np.asfortranarray(m))
+    return Instance(label, 0, 0.9, (cx - r, cy - r, cx + r, cy + r), SIZE, rle["counts"].decode())
+
+
+def event(seq: int, stream_id: str = "cam") -> MaskEvent:
+    t = seq / 10
+    return MaskEvent(
+        stream_id,
+        seq,
+        t,
+        1_700_000_000.0 + t,
+        0.0,
+        "m",
+        SIZE[1],
+        SIZE[0],
+        (instance(20 + 4 * seq, 40), instance(140 - 4 * seq, 90)),
+    )
+
+
+class Store:
+    """What the publish script keeps: the document of the newest new event per stream."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, bytes] = {}
+        self.loads = 0
+
+    def load(self, ids: list[str]) -> dict[str, bytes | None]:
+        self.loads += 1
+        return {i: self.docs.get(i) for i in ids}
+
+    def publish(self, frames: list[TrackedFrame]) -> None:
+        for frame in frames:
+            if frame.document is not None:
+                self.docs[frame.event.stream_id] = frame.document
+
+
+def no_geometry(_stream_id: str) -> tuple[list, list]:
+    return [], []
+
+
+def ids_of(frames: list[TrackedFrame]) -> list[list[int | None]]:
+    return [[i.track_id for i in f.event.instances] for f in frames]
+
+
+def test_events_get_track_ids_and_documents() -> None:
+    store = Store()
+    tracks = StreamTracks(store.load, no_geometry)
+    frames = tracks.track([event(0), event(1)])
+    assert ids_of(frames) == [[1, 2], [1, 2]]
+    doc = json.loads(frames[1].document or b"")
+    assert doc["last"] == entry_id(event(1).captured_at, 1)
+    assert doc["tracker"]["next"] == 3
+
+
+def test_another_worker_continues_from_the_document() -> None:
+    whole = StreamTracks(Store().load, no_geometry)
+    expected = ids_of(whole.track([event(k) for k in range(20)]))
+    store = Store()
+    first = StreamTracks(store.load, no_geometry)
+    got = []
+    for k in range(0, 9, 3):
+        frames = first.track([event(k), event(k + 1), event(k + 2)])
+        store.publish(frames)
+        got += ids_of(frames)
+    # The first worker is killed after frame 8; frames 6..8 are redelivered to the second.
+    second = StreamTracks(store.load, no_geometry)
+    redelivered = second.track([event(6), event(7), event(8)])
+    assert [f.document for f in redelivered] == [None, None, None]
+    for k in range(9, 20):
+        frames = second.track([event(k)])
+        store.publish(frames)
+        got += ids_of(frames)
+    assert got == expected
+
+
+def test_a_batch_is_tracked_in_entry_order_per_stream() -> None:
+    tracks = StreamTracks(Store().load, no_geometry)
+    frames = tracks.track([event(2, "a"), event(0, "b"), event(1, "a"), event(0, "a")])
+    assert [(f.event.stream_id, f.event.seq) for f in frames] == [
+        ("a", 2),
+        ("b", 0),
+        ("a", 1),
+        ("a", 0),
+    ]
+    assert all(f.document is not None for f in frames)
+    assert json.loads(frames[0].document or b"")["last"] == entry_id(event(2).captured_at, 2)
+
+
+def test_forget_rereads_the_store() -> None:
+    store = Store()
+    tracks = StreamTracks(store.load, no_geometry)
+    store.publish(tracks.track([event(0)]))
+    assert store.loads == 1
+    tracks.track([event(1)])
+    assert store.loads == 1
+    tracks.forget(["cam"])
+    store.publish(tracks.track([event(1)]))  # the store's copy is after frame 0: 1 is new
+    assert store.loads == 2
+    tracks.clear()
+    assert tracks.track([event(1)])[0].document is None  # now after frame 1: a redelivery
+
+
+def test_an_unreadable_document_starts_again_without_reusing_ids() -> None:
+    store = Store()
+    store.docs["cam"] = json.dumps({"v": 1, "last": "x", "tracker": {"next": 7}}).encode()
+    frames = StreamTracks(store.load, no_geometry).track([event(0)])
+    assert ids_of(frames) == [[7, 8]]
+    store.docs["cam"] = b"\xff not json"
+    assert ids_of(StreamTracks(store.load, no_geometry).track([event(0)])) == [[1, 2]]
+
+
+def test_line_crossings_come_with_frame_fields() -> None:
+    line = Line("middle", (0.5, 0.0), (0.5, 1.0))
+    tracks = StreamTracks(Store().load, lambda _s: ([], [line]))
+    frames = tracks.track([event(k) for k in range(20)])
+    bodies = [b for f in frames for b in f.analytics_bodies]
+    assert [(b["track_id"], b["direction"]) for b in bodies] == [(1, "backward"), (2, "forward")]
+    first = bodies[0]
+    assert first["type"] == "line.cross" and first["line"] == "middle"
+    assert first["stream_id"] == "cam" and isinstance(first["seq"], int)
+    counts = json.loads(frames[-1].document or b"")["counts"]
+    assert counts["lines"]["middle"] == {"forward": 1, "backward": 1}
