@@ -3,12 +3,27 @@
 name inside the services."""
 
 from segstream_client.events import (
+    ANALYTICS_TYPES,
     VERSION,
+    AnalyticsEvent,
     DecodeError,
     Instance,
     MaskEvent,
+    decode_analytics,
     decode_event,
+    encode_analytics,
     encode_event,
 )
 
-__all__ = ["VERSION", "DecodeError", "Instance", "MaskEvent", "decode_event", "encode_event"]
+__all__ = [
+    "ANALYTICS_TYPES",
+    "VERSION",
+    "AnalyticsEvent",
+    "DecodeError",
+    "Instance",
+    "MaskEvent",
+    "decode_analytics",
+    "decode_event",
+    "encode_analytics",
+    "encode_event",
+]

@@ -173,4 +173,145 @@ def decode_event(raw: bytes | str) -> MaskEvent:
     )
 
 
-__all__ = ["VERSION", "DecodeError", "Instance", "MaskEvent", "decode_event", "encode_event"]
+# Analytics events: a stream's zone and line events (docs/architecture.md, "Zones and
+# lines"), on their own Redis stream beside the mask events.
+
+ZONE_EVENTS = ("zone.enter", "zone.exit", "zone.loiter")
+LINE_EVENTS = ("line.cross",)
+ANALYTICS_TYPES = ZONE_EVENTS + LINE_EVENTS
+DIRECTIONS = ("forward", "backward")
+
+
+@dataclass(frozen=True)
+class AnalyticsEvent:
+    """One zone or line event of a stream's track, with the frame it was decided on.
+
+    ``type``: one of :data:`ANALYTICS_TYPES`; ``zone`` (zone events) or ``line``
+    (``line.cross``): the name; ``dwell_s``: seconds in the zone (``zone.exit``,
+    ``zone.loiter``); ``direction``: ``forward`` (from the left of the line's a -> b to its
+    right, as the image shows it) or ``backward`` (``line.cross``); ``occupancy``: tracks in
+    the zone after the event (zone events); ``count``: the zone's entries so far
+    (``zone.enter``) or the line's crossings so far in that direction (``line.cross``)."""
+
+    stream_id: str
+    seq: int
+    pts: float
+    captured_at: float
+    published_at: float
+    type: str
+    track_id: int
+    label: str
+    class_id: int
+    zone: str | None = None
+    line: str | None = None
+    dwell_s: float | None = None
+    direction: str | None = None
+    occupancy: int | None = None
+    count: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        body: dict[str, Any],
+        *,
+        stream_id: str,
+        seq: int,
+        pts: float,
+        captured_at: float,
+        published_at: float,
+    ) -> AnalyticsEvent:
+        """The event of an analytics body (``segcore.tracking.Analytics.update``) of the
+        frame ``seq`` (capture time ``captured_at``); checked as :func:`decode_analytics`
+        checks an event."""
+        data = {
+            **body,
+            "v": VERSION,
+            "stream_id": stream_id,
+            "seq": seq,
+            "pts": pts,
+            "captured_at": captured_at,
+            "published_at": published_at,
+        }
+        return _analytics(data)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "v": VERSION,
+            "type": self.type,
+            "stream_id": self.stream_id,
+            "seq": self.seq,
+            "pts": self.pts,
+            "captured_at": self.captured_at,
+            "published_at": self.published_at,
+            "track_id": self.track_id,
+            "label": self.label,
+            "class_id": self.class_id,
+        }
+        for name in ("zone", "line", "dwell_s", "direction", "occupancy", "count"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        return data
+
+
+def encode_analytics(event: AnalyticsEvent) -> bytes:
+    return json.dumps(event.to_json(), separators=(",", ":")).encode()
+
+
+def _analytics(data: dict[str, Any]) -> AnalyticsEvent:
+    where = "event"
+    kind = field(data, "type", str, where)
+    if kind not in ANALYTICS_TYPES:
+        raise DecodeError(f"event.type: {kind!r} is not one of {', '.join(ANALYTICS_TYPES)}")
+    zone_event = kind in ZONE_EVENTS
+    name = field(data, "zone" if zone_event else "line", str, where)
+    dwell = None
+    if kind in ("zone.exit", "zone.loiter"):
+        dwell = float(field(data, "dwell_s", (int, float), where))
+        if not dwell >= 0:
+            raise DecodeError(f"event.dwell_s: must be >= 0, got {dwell!r}")
+    direction = None
+    if not zone_event:
+        direction = field(data, "direction", str, where)
+        if direction not in DIRECTIONS:
+            raise DecodeError(f"event.direction: {direction!r} is not forward or backward")
+    counted = kind in ("zone.enter", "line.cross")
+    return AnalyticsEvent(
+        stream_id=field(data, "stream_id", str, where),
+        seq=field(data, "seq", int, where),
+        pts=float(field(data, "pts", (int, float), where)),
+        captured_at=float(field(data, "captured_at", (int, float), where)),
+        published_at=float(field(data, "published_at", (int, float), where)),
+        type=kind,
+        track_id=count_field(data, "track_id", where),
+        label=field(data, "label", str, where),
+        class_id=count_field(data, "class_id", where),
+        zone=name if zone_event else None,
+        line=None if zone_event else name,
+        dwell_s=dwell,
+        direction=direction,
+        occupancy=count_field(data, "occupancy", where) if zone_event else None,
+        count=count_field(data, "count", where) if counted else None,
+    )
+
+
+def decode_analytics(raw: bytes | str) -> AnalyticsEvent:
+    """Parse one analytics event; DecodeError names what is wrong (``event.direction``)."""
+    return _analytics(load_object(raw))
+
+
+__all__ = [
+    "ANALYTICS_TYPES",
+    "DIRECTIONS",
+    "LINE_EVENTS",
+    "VERSION",
+    "ZONE_EVENTS",
+    "AnalyticsEvent",
+    "DecodeError",
+    "Instance",
+    "MaskEvent",
+    "decode_analytics",
+    "decode_event",
+    "encode_analytics",
+    "encode_event",
+]
