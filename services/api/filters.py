@@ -1,17 +1,30 @@
-"""Server-side filters of mask events: classes, a minimum score, and a zone (a polygon in
-frame pixels) each instance's mask must overlap. Pure functions of an event."""
+"""Server-side filters of a subscription's events, pure functions of an event: of mask
+events (:class:`EventFilter`: classes, a minimum score, and a zone, a polygon in frame pixels,
+each instance's mask must overlap) and of analytics events (:class:`AnalyticsFilter`: types,
+zone and line names, labels). Each has ``select(raw) -> bytes | None``, what a subscription
+sends of an encoded event (None: nothing)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from services.common.events import Instance, MaskEvent
+from services.common.events import (
+    ANALYTICS_TYPES,
+    DecodeError,
+    Instance,
+    MaskEvent,
+    decode_analytics,
+    decode_event,
+    encode_event,
+)
+from services.common.streams import ANALYTICS_NAME
 
 
 class FilterError(ValueError):
@@ -21,6 +34,12 @@ class FilterError(ValueError):
     def field(self) -> str:
         """The parameter's name, as the message's first word."""
         return str(self).split(":", 1)[0]
+
+
+class Selector(Protocol):
+    """What a subscription sends of each encoded event."""
+
+    def select(self, raw: bytes) -> bytes | None: ...
 
 
 @dataclass
@@ -88,3 +107,80 @@ class EventFilter:
         if not kept:
             return None
         return dataclasses.replace(event, instances=kept)
+
+    def select(self, raw: bytes) -> bytes | None:
+        """The encoded event with only the instances that pass; None to send nothing (an
+        event that does not decode is sent only without filters)."""
+        if not self.active:
+            return raw
+        try:
+            event = self.apply(decode_event(raw))
+        except DecodeError:
+            return None
+        return encode_event(event) if event is not None else None
+
+
+def _names(
+    param: str, text: str | None, pattern: str | None = ANALYTICS_NAME
+) -> frozenset[str] | None:
+    """The comma-separated names of a parameter (None when absent or empty); FilterError
+    naming it when one does not match ``pattern``."""
+    if not text:
+        return None
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    for name in sorted(names):
+        if pattern is not None and not re.match(pattern, name):
+            raise FilterError(
+                f"{param}: {name[:40]!r} is not a name (1-64 of letters, digits, '_.-')"
+            )
+    return names or None
+
+
+@dataclass(frozen=True)
+class AnalyticsFilter:
+    """Which analytics events a subscription gets: of these ``types``, of these zones or
+    lines (naming any: only events of the zones and lines named), of tracks with these
+    labels. None: any."""
+
+    types: frozenset[str] | None = None
+    zones: frozenset[str] | None = None
+    lines: frozenset[str] | None = None
+    labels: frozenset[str] | None = None
+
+    @classmethod
+    def parse(
+        cls, types: str | None, zones: str | None, lines: str | None, labels: str | None
+    ) -> AnalyticsFilter:
+        """The filter of a subscription's query parameters (comma-separated lists), as
+        given; raises FilterError naming the first that does not parse."""
+        kinds = _names("type", types, None)
+        for kind in sorted(kinds or ()):
+            if kind not in ANALYTICS_TYPES:
+                raise FilterError(f"type: {kind[:40]!r} is not one of {', '.join(ANALYTICS_TYPES)}")
+        return cls(
+            kinds, _names("zone", zones), _names("line", lines), _names("label", labels, None)
+        )
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.types, self.zones, self.lines, self.labels))
+
+    def select(self, raw: bytes) -> bytes | None:
+        """``raw`` as it is when the event passes, else None (an event that does not decode
+        is sent only without filters)."""
+        if not self.active:
+            return raw
+        try:
+            event = decode_analytics(raw)
+        except DecodeError:
+            return None
+        if self.types is not None and event.type not in self.types:
+            return None
+        if self.labels is not None and event.label not in self.labels:
+            return None
+        if self.zones is not None or self.lines is not None:
+            in_zone = event.zone is not None and event.zone in (self.zones or ())
+            on_line = event.line is not None and event.line in (self.lines or ())
+            if not (in_zone or on_line):
+                return None
+        return raw

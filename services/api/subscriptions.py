@@ -1,5 +1,11 @@
-"""Event subscriptions: ``/v1/streams/{id}/events`` as a WebSocket and, on GET, as
-Server-Sent Events, filtered on the server and resumable from an event id.
+"""Event subscriptions: ``/v1/streams/{id}/events`` (mask events) and
+``/v1/streams/{id}/analytics/events`` (zone and line events), each as a WebSocket and, on GET,
+as Server-Sent Events, filtered on the server and resumable from an event id.
+
+The two kinds differ only in the Redis stream read (``segstream:masks:<id>``, whose entry ids
+derive from capture time and seq, or ``segstream:analytics:<id>``, whose ids Redis assigns:
+both only grow) and in the filter (a :class:`~services.api.filters.Selector`); everything
+below serves both.
 
 Every subscriber has its own reader (:func:`read_events`, ``XREAD BLOCK`` on the stream's
 Redis stream) feeding its own bounded queue, drained by :func:`pump` into the transport.
@@ -10,9 +16,9 @@ fixes it before the response starts and sends the comment ``: subscribed <id>`` 
 every event added after a client's connect returns is delivered, and a client that resumes
 from the id it was told loses nothing either.
 
-WebSocket messages: ``{"subscribed": id}`` once, then ``{"id": entry id, "event": mask
-event}``. Close codes: 4401/4403 (token, scope), 4404 (stream), 4422 (parameters), 1013
-(subscriber too slow, or the event store unavailable), 1000 (ended).
+WebSocket messages: ``{"subscribed": id}`` once, then ``{"id": entry id, "event": event}``.
+Close codes: 4401/4403 (token, scope), 4404 (stream), 4422 (parameters), 1013 (subscriber too
+slow, or the event store unavailable), 1000 (ended).
 """
 
 from __future__ import annotations
@@ -37,12 +43,12 @@ from fastapi import (
 from fastapi.responses import StreamingResponse
 
 from services.api.auth import AuthError, authorize, reader
-from services.api.filters import EventFilter, FilterError
+from services.api.filters import AnalyticsFilter, EventFilter, FilterError, Selector
 from services.api.models import Problem
 from services.api.state import ApiState, State, state_of
 from services.api.streams import ENTRY_ID, found
-from services.common.events import DecodeError, decode_event, encode_event
-from services.common.redis import masks_key
+from services.common.events import ANALYTICS_TYPES
+from services.common.redis import analytics_key, masks_key
 
 Queue = asyncio.Queue[tuple[str, bytes] | None]  # (entry id, encoded event); None: the end
 Send = Callable[[str, bytes], Coroutine[Any, Any, None]]  # (entry id, encoded event)
@@ -54,12 +60,18 @@ router = APIRouter(tags=["events"])
 @dataclass(frozen=True)
 class Subscription:
     """One subscriber: its stream, the entry id it reads after (exclusive, never ``$``), its
-    filter, and its transport's label in the metrics (``websocket`` or ``sse``)."""
+    filter, its transport's label in the metrics (``websocket`` or ``sse``) and the Redis
+    stream it reads (the stream's mask events unless given)."""
 
     stream_id: str
     after: str
-    flt: EventFilter
+    flt: Selector
     kind: str
+    key: str = ""
+
+    @property
+    def source(self) -> str:
+        return self.key or masks_key(self.stream_id)
 
 
 class Refusal(NamedTuple):
@@ -69,24 +81,42 @@ class Refusal(NamedTuple):
     reason: str
 
 
+def check_from(from_id: str | None) -> None:
+    """FilterError naming ``from_id`` unless it is absent or an entry id."""
+    if from_id is not None and not ENTRY_ID.match(from_id):
+        raise FilterError("from_id: an event id like 1764000000123-42")
+
+
 def event_filter(
     from_id: str | None, classes: str | None, min_score: str | None, zone: str | None
 ) -> EventFilter:
     """The filter of a subscription's parameters, as the query gave them (text: the route
     validates them here, so a bad one is answered with its name, 4422 or 422, rather than by
     the framework before the route runs); raises FilterError naming a bad one."""
-    if from_id is not None and not ENTRY_ID.match(from_id):
-        raise FilterError("from_id: an event id like 1764000000123-42")
+    check_from(from_id)
     return EventFilter.parse(classes, min_score, zone)
 
 
-async def start_after(client: aioredis.Redis, stream_id: str, from_id: str | None) -> str:
-    """The entry id a subscription reads after: ``from_id``, else the stream's newest entry
-    now (``0-0`` while it has none). Entry ids only grow, so every event added from here on
-    comes after it. Raises RedisError when Redis does not answer."""
+def analytics_filter(
+    from_id: str | None,
+    types: str | None,
+    zones: str | None,
+    lines: str | None,
+    labels: str | None,
+) -> AnalyticsFilter:
+    """The filter of an analytics subscription's parameters, as :func:`event_filter`."""
+    check_from(from_id)
+    return AnalyticsFilter.parse(types, zones, lines, labels)
+
+
+async def start_after(client: aioredis.Redis, key: str, from_id: str | None) -> str:
+    """The entry id a subscription of the Redis stream ``key`` reads after: ``from_id``,
+    else the stream's newest entry now (``0-0`` while it has none). Entry ids only grow, so
+    every event added from here on comes after it. Raises RedisError when Redis does not
+    answer."""
     if from_id is not None:
         return from_id
-    newest: Any = await client.xrevrange(masks_key(stream_id), count=1)
+    newest: Any = await client.xrevrange(key, count=1)
     return str(newest[0][0].decode()) if newest else "0-0"
 
 
@@ -96,7 +126,7 @@ async def read_events(state: ApiState, sub: Subscription, queue: Queue) -> str |
     ``api_subscriber_stall_s``."""
     client: Any = state.redis
     stall_s = state.settings.api_subscriber_stall_s
-    key = masks_key(sub.stream_id)
+    key = sub.source
     last = sub.after
     while True:
         try:
@@ -115,15 +145,10 @@ async def read_events(state: ApiState, sub: Subscription, queue: Queue) -> str |
                     )
 
 
-def filtered(flt: EventFilter, raw: bytes) -> bytes | None:
-    """The encoded event with only the instances ``flt`` passes; None to send nothing."""
-    if not flt.active:
-        return raw
-    try:
-        event = flt.apply(decode_event(raw))
-    except DecodeError:
-        return None
-    return encode_event(event) if event is not None else None
+def filtered(flt: Selector, raw: bytes) -> bytes | None:
+    """What ``flt`` sends of the encoded event (a mask event with only the instances it
+    passes); None to send nothing."""
+    return flt.select(raw)
 
 
 class Ended(NamedTuple):
@@ -190,11 +215,12 @@ async def admit(
     *,
     access_token: str | None,
     from_id: str | None,
-    classes: str | None,
-    min_score: str | None,
-    zone: str | None,
+    key: str,
+    selector: Callable[[], Selector],
 ) -> Subscription | Refusal:
-    """The WebSocket's subscription, or why it is refused."""
+    """The WebSocket's subscription of the Redis stream ``key``, filtered by what
+    ``selector`` makes of the parameters (raising FilterError for a bad one), or why it is
+    refused."""
     state = state_of(websocket)
     try:
         authorize(state.tokens, websocket.headers.get("authorization"), access_token, "events:read")
@@ -203,14 +229,14 @@ async def admit(
     if state.table.get(stream_id) is None:
         return Refusal(4404, f"no stream {stream_id!r}"[:120])
     try:
-        flt = event_filter(from_id, classes, min_score, zone)
+        flt = selector()
     except FilterError as exc:
         return Refusal(4422, str(exc)[:120])
     try:
-        after = await start_after(state.redis, stream_id, from_id)
+        after = await start_after(state.redis, key, from_id)
     except aioredis.RedisError:
         return Refusal(1013, "the event store is unavailable; try again")
-    return Subscription(stream_id, after, flt, "websocket")
+    return Subscription(stream_id, after, flt, "websocket", key)
 
 
 @router.websocket("/v1/streams/{stream_id}/events")
@@ -223,19 +249,24 @@ async def events_ws(
     zone: str | None = None,
     access_token: str | None = None,
 ) -> None:
-    # Decided before the handshake completes, where reading starts included: once the
-    # client's connect returns, no event can slip in unseen. Refusals are sent after
-    # accepting: a close before it reaches the client as a bare HTTP 403, without the close
-    # code and reason that tell it what was wrong.
     sub = await admit(
         websocket,
         stream_id,
         access_token=access_token,
         from_id=from_id,
-        classes=classes,
-        min_score=min_score,
-        zone=zone,
+        key=masks_key(stream_id),
+        selector=lambda: event_filter(from_id, classes, min_score, zone),
     )
+    await serve_websocket(websocket, sub)
+
+
+async def serve_websocket(websocket: WebSocket, sub: Subscription | Refusal) -> None:
+    """Complete the handshake of an admitted subscription and deliver it, or close with the
+    refusal's code and reason."""
+    # Admission decided everything before the handshake completes, where reading starts
+    # included: once the client's connect returns, no event can slip in unseen. Refusals
+    # are sent after accepting: a close before it reaches the client as a bare HTTP 403,
+    # without the close code and reason that tell it what was wrong.
     await websocket.accept()
     if isinstance(sub, Refusal):
         await websocket.close(code=sub.code, reason=sub.reason)
@@ -290,20 +321,101 @@ async def events_sse(
     zone: str | None = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    found(state, stream_id)
     start = last_event_id or from_id
+    return await sse_response(
+        state,
+        stream_id,
+        start,
+        masks_key(stream_id),
+        lambda: event_filter(start, classes, min_score, zone),
+    )
+
+
+async def sse_response(
+    state: ApiState,
+    stream_id: str,
+    start: str | None,
+    key: str,
+    selector: Callable[[], Selector],
+) -> StreamingResponse:
+    """The SSE response of a subscription of the Redis stream ``key`` from ``start``
+    (``from_id`` or ``Last-Event-ID``): 404 for an unknown stream, 422 naming a bad
+    parameter (``selector`` raises FilterError), 503 when Redis does not answer."""
+    found(state, stream_id)
     try:
-        flt = event_filter(start, classes, min_score, zone)
+        flt = selector()
     except FilterError as exc:
         raise HTTPException(422, [{"loc": ["query", exc.field], "msg": str(exc)}]) from None
     try:  # before the response starts: the client's first line means it is reading
-        after = await start_after(state.redis, stream_id, start)
+        after = await start_after(state.redis, key, start)
     except aioredis.RedisError:
         raise HTTPException(503, "the event store is unavailable; try again") from None
     return StreamingResponse(
-        sse_body(state, Subscription(stream_id, after, flt, "sse")),
+        sse_body(state, Subscription(stream_id, after, flt, "sse", key)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
+    )
+
+
+ANALYTICS_DOC = {
+    "type": "event types, comma-separated: " + ", ".join(ANALYTICS_TYPES),
+    "zone": "zone names, comma-separated (naming zones or lines: only their events)",
+    "line": "line names, comma-separated",
+    "label": "labels of the tracks, comma-separated",
+}
+
+
+@router.websocket("/v1/streams/{stream_id}/analytics/events")
+async def analytics_ws(
+    websocket: WebSocket,
+    stream_id: str,
+    from_id: str | None = None,
+    type: str | None = None,
+    zone: str | None = None,
+    line: str | None = None,
+    label: str | None = None,
+    access_token: str | None = None,
+) -> None:
+    sub = await admit(
+        websocket,
+        stream_id,
+        access_token=access_token,
+        from_id=from_id,
+        key=analytics_key(stream_id),
+        selector=lambda: analytics_filter(from_id, type, zone, line, label),
+    )
+    await serve_websocket(websocket, sub)
+
+
+@router.get(
+    "/v1/streams/{stream_id}/analytics/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        404: {"model": Problem},
+        503: {"model": Problem},
+    },
+)
+async def analytics_sse(
+    stream_id: str,
+    state: State,
+    _: Annotated[str, Depends(reader)],
+    from_id: str | None = None,
+    type: Annotated[str | None, Query(description=ANALYTICS_DOC["type"])] = None,
+    zone: Annotated[str | None, Query(description=ANALYTICS_DOC["zone"])] = None,
+    line: Annotated[str | None, Query(description=ANALYTICS_DOC["line"])] = None,
+    label: Annotated[str | None, Query(description=ANALYTICS_DOC["label"])] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """The stream's zone and line events (``segstream:analytics:<id>``) as Server-Sent
+    Events, as ``/v1/streams/{id}/events`` serves mask events."""
+    start = last_event_id or from_id
+    return await sse_response(
+        state,
+        stream_id,
+        start,
+        analytics_key(stream_id),
+        lambda: analytics_filter(start, type, zone, line, label),
     )
 
 

@@ -9,7 +9,9 @@ and the benchmarks' one parser, prometheus_client's own).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,6 +28,9 @@ from services.common.frames import DeadLetter, Dropped
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+DWELL_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+ANALYTICS_NAMES = 16  # zone (and line) names per stream with series of their own
+OTHER = "_other"  # where the names past those count
 STATES = ("pending", "connecting", "running", "stalled", "backoff", "error", "finished")
 
 
@@ -139,6 +144,30 @@ class PipelineMetrics:
             ["model"],
             registry=r,
         )
+        # segment: zones and lines (record_analytics)
+        self.zone_events = counter(
+            "segstream_zone_events_total",
+            "Zone events of tracks, by stream, zone and type (enter|exit|loiter)",
+            ["stream", "zone", "type"],
+        )
+        self.line_crossings = counter(
+            "segstream_line_crossings_total",
+            "Line crossings of tracks, by stream, line and direction (forward|backward)",
+            ["stream", "line", "direction"],
+        )
+        self.zone_occupancy = Gauge(
+            "segstream_zone_occupancy",
+            "Tracks in a zone as of its stream's newest published frame",
+            ["stream", "zone"],
+            registry=r,
+        )
+        self.zone_dwell = histogram(
+            "segstream_zone_dwell_seconds",
+            "Seconds of capture time tracks spent in a zone, observed at their exit",
+            ["stream", "zone"],
+            DWELL_BUCKETS,
+        )
+        self._analytics_names: dict[tuple[str, str], set[str]] = {}
         self.gpu_memory = Gauge(
             "segstream_gpu_memory_bytes",
             "CUDA memory of PyTorch's caching allocator, by device and kind (allocated|reserved)",
@@ -190,6 +219,75 @@ class PipelineMetrics:
         for stream, value in shown.items():
             self.stream_staleness.labels(stream).set(value)
         self._stale_streams = set(shown)
+
+    def _bounded(self, stream: str, kind: str, name: str) -> str:
+        """``name`` as a label: the first ``ANALYTICS_NAMES`` zone (or line) names of a
+        stream are their own, any later one is ``_other`` (the registry allows 16 of each:
+        only renames add more)."""
+        names = self._analytics_names.setdefault((stream, kind), set())
+        if name in names:
+            return name
+        if len(names) < ANALYTICS_NAMES:
+            names.add(name)
+            return name
+        return OTHER
+
+    def record_analytics(
+        self,
+        stream: str,
+        events: Iterable[Mapping[str, Any]],
+        counts: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Count one frame's analytics events of ``stream`` (bodies of
+        ``segcore.tracking.Analytics.update``, or their events' JSON): zone events by type,
+        crossings by direction, dwell at exit, and occupancy after each zone event. With
+        ``counts`` (``Analytics.counts()``), the occupancy of every zone in it is set, and
+        zones of the stream no longer in it lose their occupancy series. Bodies that are not
+        zone or line events are skipped."""
+        for event in events:
+            kind = event.get("type")
+            if kind in ("zone.enter", "zone.exit", "zone.loiter") and isinstance(
+                event.get("zone"), str
+            ):
+                zone = self._bounded(stream, "zone", event["zone"])
+                self.zone_events.labels(stream, zone, kind.removeprefix("zone.")).inc()
+                dwell = event.get("dwell_s")
+                if kind == "zone.exit" and isinstance(dwell, int | float):
+                    self.zone_dwell.labels(stream, zone).observe(dwell)
+                occupancy = event.get("occupancy")
+                if isinstance(occupancy, int) and zone != OTHER:
+                    self.zone_occupancy.labels(stream, zone).set(occupancy)
+            elif kind == "line.cross" and isinstance(event.get("line"), str):
+                direction = event.get("direction")
+                if direction in ("forward", "backward"):
+                    line = self._bounded(stream, "line", event["line"])
+                    self.line_crossings.labels(stream, line, direction).inc()
+        if counts is not None:
+            zones = counts.get("zones") or {}
+            shown = set()
+            for name, value in zones.items():
+                zone = self._bounded(stream, "zone", str(name))
+                occupancy = value.get("occupancy") if isinstance(value, Mapping) else None
+                if zone != OTHER and isinstance(occupancy, int):
+                    self.zone_occupancy.labels(stream, zone).set(occupancy)
+                    shown.add(zone)
+            for zone in self._analytics_names.get((stream, "zone"), set()) - shown:
+                with contextlib.suppress(KeyError):
+                    self.zone_occupancy.remove(stream, zone)
+
+    def forget_analytics(self, stream: str) -> None:
+        """Remove every zone and line series of ``stream`` (a stream removed)."""
+        zones = self._analytics_names.pop((stream, "zone"), set()) | {OTHER}
+        lines = self._analytics_names.pop((stream, "line"), set()) | {OTHER}
+        removals = [
+            *((self.zone_events, (z, t)) for z in zones for t in ("enter", "exit", "loiter")),
+            *((self.zone_occupancy, (z,)) for z in zones),
+            *((self.zone_dwell, (z,)) for z in zones),
+            *((self.line_crossings, (x, d)) for x in lines for d in ("forward", "backward")),
+        ]
+        for family, labels in removals:
+            with contextlib.suppress(KeyError):
+                family.remove(stream, *labels)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on (host, port); port 0 picks a free one. Returns the port."""
