@@ -1,20 +1,23 @@
-"""``segstream watch ID``: a stream's mask events as they come, one line each, and with
+"""``segstream watch ID``: a stream's mask events as they come, one line each (an
+instance as ``label#track@score``, ``#track`` when a tracker confirmed it), and with
 ``--render out.mp4`` a video of the frames (fetched from the API, when the segment workers
-keep them; black otherwise) with the masks, boxes, labels and scores drawn."""
+keep them; black otherwise) with the masks, boxes, labels, track ids and scores drawn.
+
+Only ``--render`` needs PyAV, NumPy, Pillow and pycocotools: they are imported there, so
+printing events starts as fast as the SDK does."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
-import numpy as np
-from PIL import Image, ImageDraw
-from pycocotools import mask as mask_utils
+from services.common.events import Instance, MaskEvent
 
-from services.client import Client
-from services.common.events import MaskEvent
+if TYPE_CHECKING:
+    import numpy as np
+
+    from services.client import Client
 
 PALETTE = [
     (230, 25, 75),
@@ -28,14 +31,23 @@ PALETTE = [
 ]
 
 
+def tag(inst: Instance) -> str:
+    """``person#7`` for an instance with track id 7, ``person`` without one."""
+    return inst.label if inst.track_id is None else f"{inst.label}#{inst.track_id}"
+
+
 def line(event_id: str, event: MaskEvent) -> str:
-    found = " ".join(f"{i.label}@{i.score:.2f}" for i in event.instances) or "-"
+    found = " ".join(f"{tag(i)}@{i.score:.2f}" for i in event.instances) or "-"
     latency = (event.published_at - event.captured_at) * 1000
     return f"{event_id} seq={event.seq} pts={event.pts:.2f} {latency:.0f}ms {found}"
 
 
 def draw(event: MaskEvent, jpeg: bytes | None) -> np.ndarray:
     """The frame (or black) at the event's size with its instances drawn: (H, W, 3) uint8."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from pycocotools import mask as mask_utils
+
     size = (event.width, event.height)
     if jpeg is not None:
         with Image.open(io.BytesIO(jpeg)) as img:
@@ -54,10 +66,27 @@ def draw(event: MaskEvent, jpeg: bytes | None) -> np.ndarray:
         pen.rectangle(inst.box, outline=color, width=2)
         pen.text(
             (inst.box[0] + 2, max(0.0, inst.box[1] - 11)),
-            f"{inst.label} {inst.score:.2f}",
+            f"{tag(inst)} {inst.score:.2f}",
             fill=color,
         )
     return np.array(image)
+
+
+def _open_video(path: str, width: int, height: int) -> tuple[Any, Any]:
+    """An H.264 .mp4 at 5 fps: its container and video stream."""
+    import av
+
+    container = av.open(path, "w")
+    video = container.add_stream("libx264", rate=5)
+    video.width, video.height = width, height
+    video.pix_fmt = "yuv420p"
+    return container, video
+
+
+def _video_frame(picture: np.ndarray) -> Any:
+    import av
+
+    return av.VideoFrame.from_ndarray(picture, format="rgb24")
 
 
 def watch(
@@ -83,11 +112,8 @@ def watch(
             if render is not None:
                 picture = draw(item.event, client.frame(stream_id, item.id))
                 if container is None:
-                    container = av.open(render, "w")
-                    video = container.add_stream("libx264", rate=5)
-                    video.width, video.height = item.event.width, item.event.height
-                    video.pix_fmt = "yuv420p"
-                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                    container, video = _open_video(render, item.event.width, item.event.height)
+                frame = _video_frame(picture)
                 for packet in video.encode(frame):
                     container.mux(packet)
             seen += 1

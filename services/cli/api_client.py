@@ -9,20 +9,18 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from services.common.settings import Settings
-from services.infra.errors import InfraError
+from services.cli.errors import CommandError
 
 if TYPE_CHECKING:
     from services.client import Client
+    from services.common.settings import Settings
 
 
 def _client(settings: Settings) -> Client:
     from services.client import Client
 
     if settings.api_token is None:
-        raise InfraError("no API token", "set SEGSTREAM_API_TOKEN to a token the API accepts")
+        raise CommandError("no API token", "set SEGSTREAM_API_TOKEN to a token the API accepts")
     url = settings.api_url or f"http://{settings.host}:{settings.api_port}"
     return Client(url, settings.api_token.get_secret_value())
 
@@ -38,6 +36,8 @@ def _show(stream: dict[str, Any]) -> str:
 
 
 def _streams(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx
+
     from services.client import ApiError
 
     with _client(settings) as client:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from services.common.settings import Settings
+if TYPE_CHECKING:
+    from services.common.settings import Settings
 
 
 def _infra(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,11 +9,9 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from services.common.settings import Settings
-from services.infra.errors import InfraError
-
 if TYPE_CHECKING:
     from services.common.metrics import PipelineMetrics
+    from services.common.settings import Settings
 
 
 def _serve(settings: Settings, process: str) -> tuple[threading.Event, PipelineMetrics]:
@@ -21,6 +19,7 @@ def _serve(settings: Settings, process: str) -> tuple[threading.Event, PipelineM
     from segcore.runtime import keep_heap
     from services.common import logs
     from services.common.metrics import PipelineMetrics
+    from services.infra.errors import InfraError
 
     keep_heap()  # a steady frame loop reuses its pages (segcore/runtime.py)
     logs.configure(settings.log_level, process)
