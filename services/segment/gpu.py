@@ -43,9 +43,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from services.common.events import DecodeError, MaskEvent, encode_event
+from services.common.events import DecodeError, MaskEvent
 from services.common.frames import DeadLetter, FrameMessage
-from services.common.redis import entry_id
 from services.segment.gpu_frames import Declared, Staging, decode_frames
 from services.segment.infer import Item, infer, to_events
 from services.segment.overlap import Overlap, PipelineFailed, Result
@@ -245,6 +244,5 @@ class GpuCycle:
             if self.streams is not None:
                 self.streams[1].synchronize()  # nothing queued still reads the outputs
             batch.outputs = []
-        payloads = [(e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events]
         w.metrics.mask_encode_seconds.labels(w.m).observe(time.perf_counter() - encoded_at)
-        return w.deliver(ready, events, payloads)
+        return w.deliver(ready, events)

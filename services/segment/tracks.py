@@ -38,7 +38,13 @@ from typing import Any
 
 from segcore.tracking import Detection, Tracker, TrackerConfig, TrackerStateError
 from segcore.tracking.analytics import Analytics, AnalyticsStateError, Line, Tracked, Zone
-from services.common.events import MaskEvent, decode_event, encode_event
+from services.common.events import (
+    AnalyticsEvent,
+    MaskEvent,
+    decode_event,
+    encode_analytics,
+    encode_event,
+)
 from services.common.redis import entry_id
 
 log = logging.getLogger("segstream.segment")
@@ -60,12 +66,13 @@ def _entry_key(entry: str) -> tuple[int, int]:
 class TrackedFrame:
     """A frame's event with its identities, and what its publish writes beside it: the
     stream's tracking document after this frame (None: a redelivered frame, not tracked) and
-    its analytics events, encoded."""
+    its analytics events, encoded (and as JSON objects, for the metrics)."""
 
     event: MaskEvent
     document: bytes | None
     analytics: tuple[bytes, ...]
     analytics_bodies: tuple[dict[str, Any], ...] = ()
+    counts: dict[str, Any] | None = None  # the stream's zone and line counts after it
 
 
 @dataclass
@@ -147,31 +154,32 @@ class StreamTracks:
                 tracked, event.captured_at, (event.height, event.width)
             )
         stream.last = entry
+        counts = stream.analytics.counts()
         document = {
             "v": DOC_VERSION,
             "last": entry,
             "tracker": stream.tracker.state(),
             "analytics": stream.analytics.state(),
-            "counts": stream.analytics.counts(),
+            "counts": counts,
         }
         published_at = time.time()
-        full = tuple(
-            {
-                "v": 1,
-                **body,
-                "stream_id": event.stream_id,
-                "seq": event.seq,
-                "pts": event.pts,
-                "captured_at": event.captured_at,
-                "published_at": published_at,
-            }
+        analytics = tuple(
+            AnalyticsEvent.of(
+                body,
+                stream_id=event.stream_id,
+                seq=event.seq,
+                pts=event.pts,
+                captured_at=event.captured_at,
+                published_at=published_at,
+            )
             for body in bodies
         )
         return TrackedFrame(
             dataclasses.replace(event, instances=instances),
             _compact(document),
-            tuple(_compact(body) for body in full),
-            full,
+            tuple(encode_analytics(a) for a in analytics),
+            tuple(a.to_json() for a in analytics),
+            counts if stream.geometry[0] or stream.geometry[1] else None,
         )
 
     def _geometry(self, stream_id: str) -> tuple[tuple[Zone, ...], tuple[Line, ...]]:

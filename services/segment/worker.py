@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -35,6 +36,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from torch import nn
 
+from segcore.tracking.analytics import Line, Zone
 from services.api.table import StreamTable
 from services.common.events import MaskEvent, encode_event
 from services.common.frames import DeadLetter, FrameLimits
@@ -48,11 +50,12 @@ from services.common.kafka import (
     named,
 )
 from services.common.metrics import PipelineMetrics
-from services.common.redis import EventPublisher, entry_id, make_redis
+from services.common.redis import EventPublisher, entry_id, make_redis, tracking_documents
 from services.common.settings import Settings
 from services.segment.gpu import GpuCycle
 from services.segment.infer import class_names, infer, load_model, to_events
 from services.segment.lag import BrokerEndOffsets, EndOffsets, consumer_lag
+from services.segment.tracks import StreamTracks
 from services.segment.triage import Ready, triage
 
 log = logging.getLogger("segstream.segment")
@@ -109,6 +112,9 @@ class SegmentWorker:
         self.dlq = make_producer(settings, max_block_ms=10_000)
         self.limits = FrameLimits(settings.frame_max_pixels, settings.frame_max_bytes)
         self.registry = StreamTable(settings)  # the registry's streams, kept current
+        # Identities and analytics, their state kept in Redis with the events.
+        self.tracks = StreamTracks(partial(tracking_documents, self.redis), self._geometry)
+        self._assigned: set[TopicPartition] = set()
         self._end_client = BrokerEndOffsets(settings, f"{self.worker_id}-lag")
         self.ends = EndOffsets(self._end_client).start()  # for the lag, off the loop
         self.consumer = make_consumer(
@@ -224,6 +230,11 @@ class SegmentWorker:
             )
         return ids - unknown
 
+    def _geometry(self, stream_id: str) -> tuple[list[Zone], list[Line]]:
+        """A stream's zones and lines, as the registry view has them."""
+        spec = self.registry.get(stream_id)
+        return (spec.zone_objects(), spec.line_objects()) if spec is not None else ([], [])
+
     def step(self) -> int:
         """One batch: returns the number of events published (on CUDA: of the batches done)."""
         if self._gpu is not None:
@@ -267,37 +278,55 @@ class SegmentWorker:
         encoded_at = time.perf_counter()
         self.metrics.inference_seconds.labels(self.m).observe(encoded_at - started)
         events = to_events(items, outputs, self.names, self.m, self.options.min_score)
-        payloads = [(e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events]
         self.metrics.mask_encode_seconds.labels(self.m).observe(time.perf_counter() - encoded_at)
-        return self.deliver(ready, events, payloads)
+        return self.deliver(ready, events)
 
-    def deliver(
-        self,
-        ready: list[Ready[Any]],
-        events: list[MaskEvent],
-        payloads: list[tuple[str, str, bytes]],
-    ) -> int | None:
-        """Publish the frames' events (``payloads``: stream id, entry id, encoded event); the
-        number of new ones (None: stopped before Redis took them). Refused ones: the DLQ."""
-        outcomes = self._publish(payloads, [r.jpeg for r in ready])
+    def deliver(self, ready: list[Ready[Any]], events: list[MaskEvent]) -> int | None:
+        """Track the frames' events (services/segment/tracks.py) and publish them with their
+        streams' tracking documents and analytics events; the number of new ones (None:
+        stopped before Redis took them). Refused ones: the DLQ."""
+        assigned = set(self.consumer.assignment())
+        if assigned != self._assigned:  # a rebalance: others may have published meanwhile
+            self.tracks.clear()
+            self._assigned = assigned
+        tracked = self.tracks.track(events)
+        events = [frame.event for frame in tracked]
+        payloads = [(e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events]
+        outcomes = self._publish(
+            payloads, [r.jpeg for r in ready], [(f.document, f.analytics) for f in tracked]
+        )
         if outcomes is None:
+            self.tracks.forget(e.stream_id for e in events)
             return None
+        # A stream whose event was not new was published by someone else: reread its state.
+        self.tracks.forget(
+            e.stream_id for e, o in zip(events, outcomes, strict=True) if o is not True
+        )
         done = time.time()
         published = 0
-        for frame, event, payload, outcome in zip(ready, events, payloads, outcomes, strict=True):
+        for frame, event, payload, outcome, track in zip(
+            ready, events, payloads, outcomes, tracked, strict=True
+        ):
             if isinstance(outcome, redis.ResponseError):
                 detail = f"Redis refused event {event.stream_id}/{payload[1]}: {outcome}"
                 self.dead_letter(frame.record, DeadLetter.REJECTED, detail)
             elif outcome:
                 published += 1
                 self.metrics.events_published.labels(self.m).inc()
+                if track.counts is not None:
+                    self.metrics.record_analytics(
+                        event.stream_id, track.analytics_bodies, track.counts
+                    )
                 self.metrics.capture_to_publish.labels(self.m).observe(done - event.captured_at)
             else:
                 self.metrics.duplicates.labels(self.m).inc()
         return published
 
     def _publish(
-        self, payloads: list[tuple[str, str, bytes]], jpegs: list[bytes]
+        self,
+        payloads: list[tuple[str, str, bytes]],
+        jpegs: list[bytes],
+        tracks: list[tuple[bytes | None, tuple[bytes, ...]]],
     ) -> list[bool | redis.ResponseError] | None:
         """Publish, waiting until Redis takes the batch (None when stopped meanwhile): an
         unreachable Redis and a refusal that reflects its state (out of memory, read-only,
@@ -308,7 +337,7 @@ class SegmentWorker:
             started = time.perf_counter()
             try:
                 outcomes = self.publisher.publish(
-                    payloads, jpegs if self.publisher.frames else None
+                    payloads, jpegs if self.publisher.frames else None, tracks
                 )
                 self.metrics.publish_seconds.labels(self.m).observe(time.perf_counter() - started)
                 return outcomes

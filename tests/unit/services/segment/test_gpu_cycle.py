@@ -92,7 +92,7 @@ class StandIn:
         with self.lock:
             self.log.append(("dlq", (record.offset, reason)))
 
-    def deliver(self, ready: list[Any], events: list[MaskEvent], payloads: list[Any]) -> int | None:
+    def deliver(self, ready: list[Any], events: list[MaskEvent]) -> int | None:
         assert [e.seq for e in events] == [r.item.seq for r in ready]
         with self.lock:
             index, self.deliveries = self.deliveries, self.deliveries + 1

@@ -247,11 +247,11 @@ def test_segment_worker_runs_the_serving_path(
         Ready(cast(Any, None), Item("cam", seq, seq / 15, now, rgb, frame_size=LARGER), b"")
         for seq, rgb in enumerate(frames[:2])
     ]
-    published: list[list[tuple[str, str, bytes]]] = []
+    published: list[list[Any]] = []
 
-    def deliver(ready: Any, events: Any, payloads: list[tuple[str, str, bytes]]) -> int:
-        published.append(payloads)
-        return len(payloads)
+    def deliver(ready: Any, events: list[Any]) -> int:
+        published.append(events)
+        return len(events)
 
     # The worker's batch step without its Kafka consumer and Redis publisher.
     worker = worker_module.SegmentWorker.__new__(worker_module.SegmentWorker)
