@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +22,15 @@ from pycocotools import mask as mask_utils
 from websockets.sync.client import connect
 
 from segcore.tracking import Analytics, Tracked
-from services.common.events import AnalyticsEvent, decode_analytics, encode_analytics
-from services.common.redis import analytics_key, make_redis, tracks_key
+from services.common.events import (
+    AnalyticsEvent,
+    Instance,
+    MaskEvent,
+    decode_analytics,
+    encode_analytics,
+    encode_event,
+)
+from services.common.redis import EventPublisher, analytics_key, entry_id, make_redis, tracks_key
 from services.common.settings import Settings
 from services.common.streams import StreamSpec
 from tests.integration.api_server import READ_TOKEN, ApiServer, api_settings
@@ -251,3 +259,75 @@ def test_counts_route_reads_the_tracking_document(
     assert after["last"] == "1764000000000-3"
     assert after["zones"]["lot"] == {"occupancy": 1, "entries": 1, "exits": 0}
     assert after["zones"]["top"] == {"occupancy": 0, "entries": 0, "exits": 0}
+
+
+def test_viewer_draws_zones_lines_counts_and_track_ids(
+    api: tuple[ApiServer, str], ns_settings: Settings, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.integration.test_demo import browser
+
+    server, stream = api
+    with server.client() as client:
+        assert client.patch(f"/v1/streams/{stream}", json={"lines": LINES}).status_code == 200
+    events = walk()
+    counts = {
+        "zones": {"lot": {"occupancy": 1, "entries": 2, "exits": 1}},
+        "lines": {"gate": {"forward": 3, "backward": 4}},
+    }
+    redis = make_redis(ns_settings)
+    driver = browser()
+    try:
+        redis.set(tracks_key(stream), json.dumps({"v": 1, "last": "1-1", "counts": counts}))
+        driver.get(f"{server.url}/viewer?access_token={READ_TOKEN}&stream={stream}")
+        WebDriverWait(driver, 60).until(
+            lambda d: d.execute_script(
+                "return window.segstream.lastId && window.segstream.analyticsId"
+            )
+        )
+        add(ns_settings, stream, events)
+        height, width = 360, 640  # the frame the viewer draws on
+        instances = []
+        for track_id, (x0, y0) in ((7, (120, 160)), (12, (420, 200))):
+            mask = np.zeros((height, width), np.uint8)
+            mask[y0 : y0 + 80, x0 : x0 + 60] = 1
+            rle = mask_utils.encode(np.asfortranarray(mask))["counts"].decode()
+            box = (float(x0), float(y0), x0 + 60.0, y0 + 80.0)
+            instances.append(Instance("car", 2, 0.9, box, (height, width), rle, track_id=track_id))
+        now = time.time()
+        event = MaskEvent(stream, 1, 0.0, now, now, MODEL, width, height, tuple(instances))
+        EventPublisher(redis, 1000).publish([(stream, entry_id(now, 1), encode_event(event))])
+        WebDriverWait(driver, 60).until(
+            lambda d: (
+                int(d.find_element(By.TAG_NAME, "body").get_attribute("data-drawn") or 0) >= 1
+                and int(d.find_element(By.TAG_NAME, "body").get_attribute("data-analytics") or 0)
+                == len(events)
+                and "2 entries" in d.find_element(By.ID, "counts").text
+            )
+        )
+        seen = driver.execute_script("return window.segstream")
+        assert seen["tracks"] == [7, 12]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#log div")) == min(12, len(events))
+        table = driver.find_element(By.ID, "counts").text
+        assert "zone lot" in table and "1 in" in table and "zone top" in table
+        assert "line gate" in table and "3 forward" in table and "4 backward" in table
+        # drawn on the frame: the zones' outline colour, the line's, and the labels with ids
+        colours = driver.execute_script(
+            """
+            const c = document.getElementById('view');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let zone = 0, line = 0;
+            for (let i = 0; i < d.length; i += 4) {
+              if (d[i] === 80 && d[i + 1] === 170 && d[i + 2] === 255) zone++;
+              if (d[i] === 255 && d[i + 1] === 200 && d[i + 2] === 40) line++;
+            }
+            return [zone, line];
+            """
+        )
+        assert colours[0] > 50 and colours[1] > 50, colours
+        driver.save_screenshot(str(tmp_path / "viewer.png"))
+    finally:
+        driver.quit()
+        redis.close()
