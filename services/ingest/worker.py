@@ -12,7 +12,8 @@ worker given a partition always rebuilds that partition's streams from its recor
 Limits: at most ``ingest_max_streams`` streams run at once; the others wait on this worker
 (the owner of their partition), ``pending`` with reason ``worker-full``, first come first
 served. Each runner has its own Redis client, closed as it ends; a removed stream's events
-expire after ``deleted_stream_retention_s``.
+(with its tracking document and analytics events) expire after
+``deleted_stream_retention_s``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ from services.common.kafka import (
     registry_topic,
 )
 from services.common.metrics import STATES, PipelineMetrics
-from services.common.redis import frames_key, latest_key, make_redis, masks_key
+from services.common.redis import (
+    analytics_key,
+    frames_key,
+    latest_key,
+    make_redis,
+    masks_key,
+    tracks_key,
+)
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, decode_spec
 from services.ingest.runner import IngestOptions, StreamRunner
@@ -273,7 +281,13 @@ class IngestWorker:
         retention = self.settings.deleted_stream_retention_s
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for data in (masks_key(stream_id), frames_key(stream_id), latest_key(stream_id)):
+            for data in (
+                masks_key(stream_id),
+                frames_key(stream_id),
+                latest_key(stream_id),
+                tracks_key(stream_id),
+                analytics_key(stream_id),
+            ):
                 if retention:
                     pipe.expire(data, retention, lt=True)  # never later than it would
                 else:
@@ -284,10 +298,13 @@ class IngestWorker:
         log.info("stream removed", extra={"stream_id": stream_id})
 
     def _keep(self, stream_id: str) -> None:
-        """A registered stream's events never expire (it may be one removed and added again
-        within the retention)."""
+        """A registered stream's events, analytics events and tracking document never expire
+        (it may be one removed and added again within the retention: its track ids go on)."""
         try:
-            self.redis.persist(masks_key(stream_id))
+            pipe = self.redis.pipeline(transaction=False)
+            for data in (masks_key(stream_id), tracks_key(stream_id), analytics_key(stream_id)):
+                pipe.persist(data)
+            pipe.execute()
         except redis.RedisError as exc:
             log.warning("events not kept: %s", exc, extra={"stream_id": stream_id})
 

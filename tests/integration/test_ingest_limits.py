@@ -16,7 +16,7 @@ from segcore.data import synthetic
 from services.common.frames import decode_frame
 from services.common.kafka import frames_spec, make_consumer
 from services.common.metrics import sample_value
-from services.common.redis import make_redis, masks_key, status_key
+from services.common.redis import make_redis, masks_key, status_key, tracks_key
 from services.common.settings import Settings
 from services.common.streams import StreamSpec, delete_stream, put_stream
 from services.ingest.worker import CLIENT_PREFIX
@@ -85,6 +85,7 @@ def test_streams_past_the_limit_wait_and_a_removed_one_is_cleaned_up(
         assert stream_clients(client) == {CLIENT_PREFIX + first, CLIENT_PREFIX + second}
 
         client.xadd(masks_key(first), {"event": b"{}"})  # as a segment worker would
+        client.set(tracks_key(first), b"{}")
         delete_stream(ns_settings, first)
         wait_state(client, third, {"running"}, 30)  # room again: the waiting stream starts
         wait_for(lambda: not client.exists(status_key(first)), 10, "the status deleted")
@@ -95,6 +96,7 @@ def test_streams_past_the_limit_wait_and_a_removed_one_is_cleaned_up(
         )
         ttl = client.ttl(masks_key(first))
         assert 0 < ttl <= 120, ttl
+        assert 0 < client.ttl(tracks_key(first)) <= 120  # the tracking document goes too
         assert client.xlen(masks_key(first)) == 1  # readable until it expires
         assert status(client, second)["state"] == "running"
         assert ingest.alive()
