@@ -10,7 +10,8 @@ only on instances that a tracker has confirmed; readers take events with or with
 The codec has no dependencies beyond the standard library: the API and workers
 (``services.common.events`` re-exports this module) and the SDK share it. Other event
 kinds live beside this one, each with its dataclass, ``encode_*`` and ``decode_*``, built
-on the same field checks (:func:`field`, :func:`optional_field`, :func:`load_object`).
+on the same field checks (:func:`field`, :func:`count_field`, :func:`event_object`), and
+each has an ``*_of(parsed JSON)`` for a subscription's messages.
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ def load_object(raw: bytes | str) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from exc
+    return event_object(data)
+
+
+def event_object(data: Any) -> dict[str, Any]:
+    """``data`` (parsed JSON) when it is an object of version :data:`VERSION`."""
     if not isinstance(data, dict):
         raise DecodeError("an event must be a JSON object")
     version = data.get("v")
@@ -158,7 +164,12 @@ def _instance(data: Any, index: int) -> Instance:
 
 def decode_event(raw: bytes | str) -> MaskEvent:
     """Parse one mask event; DecodeError names what is wrong."""
-    data = load_object(raw)
+    return mask_event_of(load_object(raw))
+
+
+def mask_event_of(data: Any) -> MaskEvent:
+    """The mask event of parsed JSON (a subscription's message holds it parsed)."""
+    data = event_object(data)
     instances = field(data, "instances", list, "event")
     return MaskEvent(
         stream_id=field(data, "stream_id", str, "event"),
@@ -300,6 +311,11 @@ def decode_analytics(raw: bytes | str) -> AnalyticsEvent:
     return _analytics(load_object(raw))
 
 
+def analytics_event_of(data: Any) -> AnalyticsEvent:
+    """The analytics event of parsed JSON, as :func:`mask_event_of`."""
+    return _analytics(event_object(data))
+
+
 __all__ = [
     "ANALYTICS_TYPES",
     "DIRECTIONS",
@@ -310,8 +326,10 @@ __all__ = [
     "DecodeError",
     "Instance",
     "MaskEvent",
+    "analytics_event_of",
     "decode_analytics",
     "decode_event",
     "encode_analytics",
     "encode_event",
+    "mask_event_of",
 ]
