@@ -306,12 +306,18 @@ class Tracker:
             if not tracks or not dets:
                 return dets
             sim = self._similarity(tracks, [detections[i] for i in dets], boxes[dets], masks)
-            taken = set()
-            for r, c in _assign(sim, least):
-                self._take(self.tracks[tracks[r]], detections[dets[c]], boxes[dets[c]], t)
+            pairs = _assign(sim, least)
+            picked = [dets[c] for _, c in pairs]
+            self._take(
+                [self.tracks[tracks[r]] for r, _ in pairs],
+                [detections[i] for i in picked],
+                boxes[picked],
+                t,
+            )
+            for r, c in pairs:
                 matched_tracks.add(tracks[r])
                 owner[dets[c]] = self.tracks[tracks[r]]
-                taken.add(c)
+            taken = {c for _, c in pairs}
             return [d for c, d in enumerate(dets) if c not in taken]
 
         high_left = match(confirmed, high, cfg.match_sim, masks=True)
@@ -337,7 +343,12 @@ class Tracker:
             if track.id is None and (track.hits >= cfg.min_hits or first_frame):
                 track.id = self.next_id
                 self.next_id += 1
-            track.mean, track.cov = _rounded(track.mean, track.cov)
+        if kept:
+            means, covs = _rounded(
+                np.stack([tr.mean for tr in kept]), np.stack([tr.cov for tr in kept])
+            )
+            for k, track in enumerate(kept):
+                track.mean, track.cov = means[k], covs[k]
         self.tracks = kept
         self.frames += 1
         self.t = t
@@ -379,11 +390,19 @@ class Tracker:
         )
         return np.where(same, sim, 0.0)
 
-    def _take(self, track: _Track, det: Detection, box: np.ndarray, t: float) -> None:
-        mean, cov = kalman.update(track.mean[None], track.cov[None], box[None], self.config.noise)
-        track.mean, track.cov = mean[0], cov[0]
-        track.hits += 1
-        track.last_t = t
-        track.lost = False
-        if det.mask is not None:
-            track.mask = _str_mask(det.mask)
+    def _take(
+        self, tracks: list[_Track], dets: list[Detection], boxes: np.ndarray, t: float
+    ) -> None:
+        """Correct ``tracks`` with one detection each (``boxes``: theirs, (N, 4) xyxy)."""
+        if not tracks:
+            return
+        mean = np.stack([tr.mean for tr in tracks])
+        cov = np.stack([tr.cov for tr in tracks])
+        mean, cov = kalman.update(mean, cov, boxes, self.config.noise)
+        for k, (track, det) in enumerate(zip(tracks, dets, strict=True)):
+            track.mean, track.cov = mean[k], cov[k]
+            track.hits += 1
+            track.last_t = t
+            track.lost = False
+            if det.mask is not None:
+                track.mask = _str_mask(det.mask)
