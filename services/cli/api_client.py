@@ -1,5 +1,5 @@
-"""Commands that talk to the API through the SDK: ``streams`` (add, ls, show, rm) and
-``watch``; both need ``SEGSTREAM_API_TOKEN`` (and ``SEGSTREAM_API_URL`` when the API is not
+"""Commands that talk to the API through the SDK: ``streams`` (add, patch, ls, show, counts,
+rm) and ``watch``; both need ``SEGSTREAM_API_TOKEN`` (and ``SEGSTREAM_API_URL`` when the API is not
 on this machine's configured port)."""
 
 from __future__ import annotations
@@ -35,6 +35,64 @@ def _show(stream: dict[str, Any]) -> str:
     )
 
 
+def zone_arg(text: str) -> dict[str, Any]:
+    """``NAME:x1,y1,x2,y2,...[:MIN_FRACTION[:LOITER_S]]`` (normalised coordinates) as a zone
+    of a stream's body; the API validates the rest (a simple polygon inside the frame)."""
+    name, _, rest = text.partition(":")
+    parts = rest.split(":")
+    if not name or not rest or len(parts) > 3:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: NAME:x1,y1,x2,y2,...[:MIN_FRACTION[:LOITER_S]], coordinates in 0..1"
+        )
+    try:
+        values = [float(v) for v in parts[0].split(",")]
+        extra = [float(v) for v in parts[1:]]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the coordinates must be numbers") from None
+    if len(values) % 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: an x and a y for every point")
+    zone: dict[str, Any] = {
+        "name": name,
+        "polygon": [values[i : i + 2] for i in range(0, len(values), 2)],
+    }
+    if extra:
+        zone["min_fraction"] = extra[0]
+    if len(extra) > 1:
+        zone["loiter_s"] = extra[1]
+    return zone
+
+
+def line_arg(text: str) -> dict[str, Any]:
+    """``NAME:x1,y1,x2,y2`` (normalised) as a line of a stream's body."""
+    name, _, rest = text.partition(":")
+    try:
+        values = [float(v) for v in rest.split(",")]
+    except ValueError:
+        values = []
+    if not name or len(values) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: NAME:x1,y1,x2,y2, coordinates in 0..1")
+    return {"name": name, "a": values[:2], "b": values[2:]}
+
+
+def field_name(loc: list[Any]) -> str:
+    """A 422's ``loc`` as the field it names: ``["body", "zones", 1, "polygon"]`` ->
+    ``zones[1].polygon``."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path") else loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _geometry(args: argparse.Namespace) -> dict[str, Any]:
+    """The zones and lines the options give (absent: not given)."""
+    out: dict[str, Any] = {}
+    if args.zone or args.no_zones:
+        out["zones"] = args.zone or []
+    if args.line or args.no_lines:
+        out["lines"] = args.line or []
+    return out
+
+
 def _streams(settings: Settings, args: argparse.Namespace) -> int:
     import httpx
 
@@ -50,6 +108,21 @@ def _streams(settings: Settings, args: argparse.Namespace) -> int:
             elif args.action == "rm":
                 client.delete(args.target)
                 print(f"removed {args.target}")
+            elif args.action == "counts":
+                print(json.dumps(client.analytics(args.target), indent=2))
+            elif args.action == "patch":
+                if args.target is None:
+                    print("segstream streams patch: give the stream id", file=sys.stderr)
+                    return 2
+                changes = {
+                    "fps": args.fps,
+                    "latency_budget_ms": args.latency_budget_ms,
+                    "max_side": args.max_side,
+                    "realtime": args.realtime,
+                    "loop": args.loop,
+                }
+                changes = {k: v for k, v in changes.items() if v is not None}
+                print(_show(client.update(args.target, **changes, **_geometry(args))))
             else:
                 if args.target is None:
                     print("segstream streams add: give the camera URL", file=sys.stderr)
@@ -66,12 +139,13 @@ def _streams(settings: Settings, args: argparse.Namespace) -> int:
                     args.model,
                     id=args.id,
                     **{k: v for k, v in options.items() if v is not None},
+                    **_geometry(args),
                 )
                 print(_show(stream))
         except ApiError as exc:
             detail = exc.detail
             if isinstance(detail, list):
-                detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in detail)
+                detail = "; ".join(f"{field_name(e['loc'])}: {e['msg']}" for e in detail)
             print(f"segstream streams: {exc.status}: {detail}", file=sys.stderr)
             return 1
         except httpx.HTTPError as exc:
@@ -103,8 +177,10 @@ def _watch(settings: Settings, args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     streams = sub.add_parser("streams", help="register, list, show or remove camera streams")
-    streams.add_argument("action", choices=["add", "ls", "show", "rm"])
-    streams.add_argument("target", nargs="?", help="add: the camera URL; show, rm: the id")
+    streams.add_argument("action", choices=["add", "patch", "ls", "show", "counts", "rm"])
+    streams.add_argument(
+        "target", nargs="?", help="add: the camera URL; patch, show, counts, rm: the id"
+    )
     streams.add_argument("--model", default="yolact_r18_demo", help="a registered model")
     streams.add_argument("--id", help="stream id (generated by default)")
     streams.add_argument("--fps", type=float, help="frames per second to segment (5)")
@@ -116,6 +192,24 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--realtime", action="store_true", default=None, help="a file: play it as a camera"
     )
     streams.add_argument("--loop", action="store_true", default=None, help="a file: loop it")
+    streams.add_argument(
+        "--zone",
+        action="append",
+        type=zone_arg,
+        metavar="NAME:x,y,x,y,...",
+        help="a zone, normalised x,y points (0..1, y down), optionally :MIN_FRACTION[:LOITER_S]; "
+        "repeat for more; patch: replaces the stream's zones",
+    )
+    streams.add_argument(
+        "--line",
+        action="append",
+        type=line_arg,
+        metavar="NAME:x1,y1,x2,y2",
+        help="a counting line a -> b, normalised; forward is from its left to its right; "
+        "repeat for more; patch: replaces the stream's lines",
+    )
+    streams.add_argument("--no-zones", action="store_true", help="patch: remove every zone")
+    streams.add_argument("--no-lines", action="store_true", help="patch: remove every line")
     streams.set_defaults(func=_streams)
 
     watch = sub.add_parser("watch", help="print a stream's mask events as they come")

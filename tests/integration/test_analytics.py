@@ -331,3 +331,87 @@ def test_viewer_draws_zones_lines_counts_and_track_ids(
     finally:
         driver.quit()
         redis.close()
+
+
+def test_cli_and_sdk(api: tuple[ApiServer, str], ns_settings: Settings) -> None:
+    """``segstream streams add|patch|counts`` with ``--zone``/``--line``, a bad zone named as
+    ``zones[0].polygon``; the SDK's analytics subscription, filtered and resumed."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from services.client import AsyncClient, Client
+    from tests.integration.api_server import WRITE_TOKEN
+    from tests.integration.workers import ROOT
+
+    server, stream = api
+    env = {
+        **os.environ,
+        **ns_settings.env(),
+        "SEGSTREAM_API_URL": server.url,
+        "SEGSTREAM_API_TOKEN": WRITE_TOKEN,
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", "streams", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    other = f"cam-{uuid.uuid4().hex[:8]}"
+    zone, line = "--zone=door:0,0,0.5,0,0.5,1:0.3:20", "--line=gate:0.1,0.5,0.9,0.5"
+    added = cli("add", "rtsp://c/y", "--id", other, zone, line)
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(cli("show", other).stdout)
+    assert shown["zones"] == [
+        {
+            "name": "door",
+            "polygon": [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0]],
+            "min_fraction": 0.3,
+            "loiter_s": 20.0,
+        }
+    ]
+    assert shown["lines"] == [{"name": "gate", "a": [0.1, 0.5], "b": [0.9, 0.5]}]
+    bad = cli("patch", other, "--zone=x:0.1,0.1,0.4,0.4,0.4,0.1,0.1,0.4")
+    assert bad.returncode == 1 and "422" in bad.stderr and "zones[0].polygon" in bad.stderr
+    assert cli("patch", other, "--no-lines").returncode == 0
+    assert json.loads(cli("show", other).stdout)["lines"] == []
+    counts = json.loads(cli("counts", other).stdout)
+    assert counts["zones"] == {"door": {"occupancy": 0, "entries": 0, "exits": 0}}
+
+    events = walk()
+    ids = add(ns_settings, stream, events)
+    crossings = [(i, e) for i, e in zip(ids, events, strict=True) if e["type"] == "line.cross"]
+    with Client(server.url, READ_TOKEN) as client:
+        got = []
+        for item in client.subscribe_analytics(stream, from_id="0-0", types=["line.cross"]):
+            got.append(item)
+            if len(got) == 2:
+                break
+        for item in client.subscribe_analytics(
+            stream, from_id=got[-1].id, types=["line.cross"], receive_timeout_s=3
+        ):
+            got.append(item)
+        assert client.analytics(stream)["zones"]["lot"]["entries"] == 0  # no document yet
+    assert [(g.id, g.event.line, g.event.direction) for g in got] == [
+        (i, e["line"], e["direction"]) for i, e in crossings
+    ]
+
+    async def in_lot() -> list[tuple[str, str]]:
+        async with AsyncClient(server.url, READ_TOKEN) as client:
+            subscription = client.subscribe_analytics(
+                stream, from_id="0-0", zones=["lot"], labels=["car"], receive_timeout_s=3
+            )
+            return [(item.id, item.event.type) async for item in subscription]
+
+    assert asyncio.run(in_lot()) == [
+        (i, e["type"])
+        for i, e in zip(ids, events, strict=True)
+        if e.get("zone") == "lot" and e["label"] == "car"
+    ]

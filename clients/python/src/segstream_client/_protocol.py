@@ -109,6 +109,17 @@ def mask_filters(
     return query
 
 
+def analytics_filters(
+    types: Sequence[str] | None,
+    zones: Sequence[str] | None,
+    lines: Sequence[str] | None,
+    labels: Sequence[str] | None,
+) -> dict[str, str]:
+    """The query of an analytics subscription's server-side filters."""
+    pairs = (("type", types), ("zone", zones), ("line", lines), ("label", labels))
+    return {name: ",".join(values) for name, values in pairs if values}
+
+
 def websocket_base(url: str) -> str:
     if url.startswith("https://"):
         return "wss://" + url[len("https://") :]

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from segstream_client import _protocol as p
 from segstream_client._protocol import Received
-from segstream_client.events import MaskEvent, mask_event_of
+from segstream_client.events import AnalyticsEvent, MaskEvent, analytics_event_of, mask_event_of
 
 E = TypeVar("E")
 
@@ -105,6 +105,28 @@ class AsyncClient:
             p.stream_path(stream_id, "events"),
             mask_event_of,
             p.mask_filters(classes, min_score, zone),
+            from_id,
+        )
+        return self.follow(cursor, max_backoff_s=max_backoff_s, receive_timeout_s=receive_timeout_s)
+
+    def subscribe_analytics(
+        self,
+        stream_id: str,
+        from_id: str | None = None,
+        types: Sequence[str] | None = None,
+        zones: Sequence[str] | None = None,
+        lines: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        *,
+        max_backoff_s: float = 10.0,
+        receive_timeout_s: float | None = None,
+    ) -> AsyncIterator[Received[AnalyticsEvent]]:
+        """``async for item in client.subscribe_analytics(...)``: as
+        :meth:`Client.subscribe_analytics`."""
+        cursor = p.Cursor(
+            p.stream_path(stream_id, "analytics", "events"),
+            analytics_event_of,
+            p.analytics_filters(types, zones, lines, labels),
             from_id,
         )
         return self.follow(cursor, max_backoff_s=max_backoff_s, receive_timeout_s=receive_timeout_s)

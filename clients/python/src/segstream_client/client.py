@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 
 from segstream_client import _protocol as p
 from segstream_client._protocol import Received
-from segstream_client.events import MaskEvent, mask_event_of
+from segstream_client.events import AnalyticsEvent, MaskEvent, analytics_event_of, mask_event_of
 
 E = TypeVar("E")
 
@@ -105,6 +105,30 @@ class Client:
             p.stream_path(stream_id, "events"),
             mask_event_of,
             p.mask_filters(classes, min_score, zone),
+            from_id,
+        )
+        return self.follow(cursor, max_backoff_s=max_backoff_s, receive_timeout_s=receive_timeout_s)
+
+    def subscribe_analytics(
+        self,
+        stream_id: str,
+        from_id: str | None = None,
+        types: Sequence[str] | None = None,
+        zones: Sequence[str] | None = None,
+        lines: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        *,
+        max_backoff_s: float = 10.0,
+        receive_timeout_s: float | None = None,
+    ) -> Iterator[Received[AnalyticsEvent]]:
+        """The stream's zone and line events after ``from_id``, as :meth:`subscribe` gives
+        its mask events: of these ``types`` (``zone.enter``, ``zone.exit``, ``zone.loiter``,
+        ``line.cross``), of these ``zones`` or ``lines`` (naming any: only their events), of
+        tracks with these ``labels``; None: any."""
+        cursor = p.Cursor(
+            p.stream_path(stream_id, "analytics", "events"),
+            analytics_event_of,
+            p.analytics_filters(types, zones, lines, labels),
             from_id,
         )
         return self.follow(cursor, max_backoff_s=max_backoff_s, receive_timeout_s=receive_timeout_s)
