@@ -19,7 +19,7 @@ RULES = PROMETHEUS / "rules"
 RULE_FILES = (RULES / "recording.yml", RULES / "alerts.yml")
 RULE_TESTS = RULES / "tests.yml"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
-DASHBOARD_FILES = ("overview.json", "ingest.json", "segment.json")
+DASHBOARD_FILES = ("overview.json", "ingest.json", "segment.json", "analytics.json")
 
 # Series Prometheus itself adds to every target.
 SYNTHETIC = frozenset(

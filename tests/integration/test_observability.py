@@ -5,9 +5,10 @@ Debian's Prometheus scraping those processes with the rules loaded, returns data
 One pipeline for the module: the API in a thread, an ingest and a segment worker as
 processes, a looping real-time file stream (its backlog older than its latency budget before
 the segment worker starts, so frames are dropped), a camera that cannot be reached (backoff,
-reconnects), a malformed record on the frames topic (dead-lettered), and one WebSocket
-subscription; and a Prometheus of this module's own (own port, config and storage) built from
-deploy/prometheus/prometheus.yml, scraping every second.
+reconnects), a zone and a counting line on the flowing stream (analytics), a malformed record
+on the frames topic (dead-lettered), and one WebSocket subscription; and a Prometheus of this
+module's own (own port, config and storage) built from deploy/prometheus/prometheus.yml,
+scraping every second.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from services.common.kafka import frames_spec, make_producer
 from services.common.metrics import exposition_names, sample_value
 from services.common.redis import make_redis
 from services.common.settings import Settings
-from services.common.streams import StreamSpec, put_stream
+from services.common.streams import LineSpec, StreamSpec, ZoneSpec, put_stream
 from services.infra.process import free_port
 from tests.deploy.monitoring import (
     PROMETHEUS,
@@ -196,6 +197,14 @@ def pipeline(
                     realtime=True,
                     loop=True,
                     latency_budget_ms=2000,
+                    # Three of scene 17's objects cross x = 0.4 in each loop: zone and line
+                    # events for the analytics dashboard.
+                    zones=[
+                        ZoneSpec(
+                            name="left", polygon=((0.0, 0.0), (0.4, 0.0), (0.4, 1.0), (0.0, 1.0))
+                        )
+                    ],
+                    lines=[LineSpec(name="gate", a=(0.4, 0.0), b=(0.4, 1.0))],
                 ),
             )
             put_stream(
