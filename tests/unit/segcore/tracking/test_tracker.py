@@ -132,56 +132,34 @@ def test_state_is_compact() -> None:
     assert len(text) < 2000, text  # two tracks: boxes, filters and last masks
 
 
+def one_track(**changes: object) -> dict:
+    """A state document of one track, with ``changes`` to the track or (``next``) the doc."""
+    track = {
+        "id": 1,
+        "c": 0,
+        "h": 1,
+        "f": 0,
+        "l": 0,
+        "lost": False,
+        "m": [0] * 8,
+        "p": [[1] * 4] * 3,
+        "mask": None,
+    }
+    doc = {"v": 1, "t": 0.0, "next": changes.pop("next", 2), "frames": 1}
+    return {**doc, "tracks": [{**track, **changes}]}
+
+
 @pytest.mark.parametrize(
     ("doc", "words"),
     [
         ({"v": 9}, "version"),
         ({"v": 1, "t": 0.0, "next": 2, "frames": 1}, "malformed"),
         ({"v": 1, "t": 0.0, "next": 2, "frames": 1, "tracks": [{"id": 1, "m": [1]}]}, "malformed"),
-        (
-            {
-                "v": 1,
-                "t": 0.0,
-                "next": 2,
-                "frames": 1,
-                "tracks": [
-                    {
-                        "id": 1,
-                        "c": 0,
-                        "h": 1,
-                        "f": 0,
-                        "l": 0,
-                        "lost": False,
-                        "m": [0, 0, 0, 0, 0, 0, "x", 0],
-                        "p": [[1] * 4] * 3,
-                        "mask": None,
-                    }
-                ],
-            },
-            "malformed",
-        ),
-        (
-            {
-                "v": 1,
-                "t": 0.0,
-                "next": 1,
-                "frames": 1,
-                "tracks": [
-                    {
-                        "id": 1,
-                        "c": 0,
-                        "h": 1,
-                        "f": 0,
-                        "l": 0,
-                        "lost": False,
-                        "m": [0] * 8,
-                        "p": [[1] * 4] * 3,
-                        "mask": None,
-                    }
-                ],
-            },
-            "at or above 'next'",
-        ),
+        (one_track(m=[0, 0, 0, 0, 0, 0, "x", 0]), "malformed"),
+        (one_track(m=[0, 0, 0, 0, 0, 0, float("inf"), 0]), "finite"),
+        (one_track(mask={"size": [4, 4], "counts": 3}), "mask"),
+        (one_track(id=0), "positive"),
+        (one_track(next=1), "at or above 'next'"),
     ],
 )
 def test_bad_state_is_refused_by_name(doc: dict, words: str) -> None:
