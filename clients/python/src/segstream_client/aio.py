@@ -4,7 +4,7 @@ subscriptions; the same methods, answers and resume semantics as :class:`~.clien
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -99,8 +99,10 @@ class AsyncClient:
         *,
         max_backoff_s: float = 10.0,
         receive_timeout_s: float | None = None,
-    ) -> AsyncIterator[Received[MaskEvent]]:
-        """``async for item in client.subscribe(...)``: as :meth:`Client.subscribe`."""
+    ) -> AsyncGenerator[Received[MaskEvent], None]:
+        """``async for item in client.subscribe(...)``: as :meth:`Client.subscribe`. Leaving
+        the loop early closes the connection when the generator is closed
+        (``contextlib.aclosing``, or when it is collected)."""
         cursor = p.Cursor(
             p.stream_path(stream_id, "events"),
             mask_event_of,
@@ -120,7 +122,7 @@ class AsyncClient:
         *,
         max_backoff_s: float = 10.0,
         receive_timeout_s: float | None = None,
-    ) -> AsyncIterator[Received[AnalyticsEvent]]:
+    ) -> AsyncGenerator[Received[AnalyticsEvent], None]:
         """``async for item in client.subscribe_analytics(...)``: as
         :meth:`Client.subscribe_analytics`."""
         cursor = p.Cursor(
@@ -137,7 +139,7 @@ class AsyncClient:
         *,
         max_backoff_s: float = 10.0,
         receive_timeout_s: float | None = None,
-    ) -> AsyncIterator[Received[E]]:
+    ) -> AsyncGenerator[Received[E], None]:
         """The events of any subscription ``cursor`` describes, as :meth:`Client.follow`."""
         backoff = p.Backoff(max_backoff_s)
         base = p.websocket_base(self.url)
