@@ -115,6 +115,7 @@ class SegmentWorker:
         # Identities and analytics, their state kept in Redis with the events.
         self.tracks = StreamTracks(partial(tracking_documents, self.redis), self._geometry)
         self._assigned: set[TopicPartition] = set()
+        self._reassigned = False
         self._end_client = BrokerEndOffsets(settings, f"{self.worker_id}-lag")
         self.ends = EndOffsets(self._end_client).start()  # for the lag, off the loop
         self.consumer = make_consumer(
@@ -163,6 +164,7 @@ class SegmentWorker:
                 break
             for records in polled.values():
                 batch.extend(records)
+            self._note_assignment()
             if not batch:
                 break
             if not first_at:
@@ -170,6 +172,14 @@ class SegmentWorker:
             elif not polled and self._caught_up():
                 break
         return batch, first_at
+
+    def _note_assignment(self) -> None:
+        """After a poll (on this thread, the consumer's): flag a changed assignment, so the
+        stage that tracks (this thread, or the CUDA cycle's host stage) drops its states."""
+        assigned = set(self.consumer.assignment())
+        if assigned != self._assigned:
+            self._assigned = assigned
+            self._reassigned = True
 
     def _caught_up(self) -> bool:
         """Whether nothing is waiting in the assigned partitions (as of the last fetch)."""
@@ -285,10 +295,9 @@ class SegmentWorker:
         """Track the frames' events (services/segment/tracks.py) and publish them with their
         streams' tracking documents and analytics events; the number of new ones (None:
         stopped before Redis took them). Refused ones: the DLQ."""
-        assigned = set(self.consumer.assignment())
-        if assigned != self._assigned:  # a rebalance: others may have published meanwhile
+        if self._reassigned:  # a rebalance: others may have published meanwhile
+            self._reassigned = False
             self.tracks.clear()
-            self._assigned = assigned
         tracked = self.tracks.track(events)
         events = [frame.event for frame in tracked]
         payloads = [(e.stream_id, entry_id(e.captured_at, e.seq), encode_event(e)) for e in events]
