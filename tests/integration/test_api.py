@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,11 +26,12 @@ pytestmark = pytest.mark.integration
 BODY = {"url": "rtsp://cam/x", "model": "yolact_r18_demo"}
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 NON_FINITE = r":\s*(NaN|-?Infinity|-?1e309|-?1e400)\s*[,}]"  # a JSON number no float holds
+BODY_LIMIT = 4096  # the API's body limit in these tests
 
 
 @pytest.fixture
 def api(ns_settings: Settings) -> Iterator[ApiServer]:
-    with ApiServer(api_settings(ns_settings, api_max_body_bytes=4096)) as server:
+    with ApiServer(api_settings(ns_settings, api_max_body_bytes=BODY_LIMIT)) as server:
         yield server
 
 
@@ -316,6 +318,8 @@ def test_schemathesis_finds_no_server_error(api: ApiServer, tmp_path: Path) -> N
             f"Authorization: Bearer {WRITE_TOKEN}",
             "--exclude-path",
             "/v1/streams/{stream_id}/events",
+            "--exclude-path",
+            "/v1/streams/{stream_id}/analytics/events",
             "--max-examples",
             "25",
             "--workers",
@@ -343,4 +347,11 @@ def test_schemathesis_finds_no_server_error(api: ApiServer, tmp_path: Path) -> N
         if re.search(NON_FINITE, (e["request"].get("postData") or {}).get("text", ""))
     ]
     assert non_finite, "no request carried a non-finite number"
-    assert {e["response"]["status"] for e in non_finite} == {422}
+
+    def size(entry: dict[str, Any]) -> int:
+        return len(entry["request"]["postData"]["text"].encode())
+
+    # refused: 422 naming the field, or 413 before any route for a body over the limit (a
+    # stream's zones and lines make large bodies easy to generate)
+    assert {e["response"]["status"] for e in non_finite if size(e) <= BODY_LIMIT} == {422}
+    assert {e["response"]["status"] for e in non_finite if size(e) > BODY_LIMIT} <= {413}
