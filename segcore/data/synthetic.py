@@ -4,23 +4,34 @@ background, moving, rotating, scaling and occluding each other.
 ``scene(seed, num_frames, size=(H, W))`` yields ``(frame, target)`` per frame: ``frame`` is
 (H, W, 3) uint8 RGB and ``target`` holds ``labels`` (N,) int64, class indices into
 :data:`CLASSES` (the demo model's classes, defined with its config in
-``segcore.models.yolact.demo``), and ``masks`` (N, H, W) bool, each object's visible pixels
-(occluded parts are not in its mask; a fully hidden object is left out). The same seed gives
-the same scene, frame for frame.
+``segcore.models.yolact.demo``), ``masks`` (N, H, W) bool, each object's visible pixels
+(occluded parts are not in its mask; a fully hidden object is left out), and ``ids`` (N,)
+int64, each object's identity (1, 2, ...: the same object has the same id on every frame of
+its scene). The same seed gives the same scene, frame for frame.
+
+``tracking_scene(seed, num_frames, size)`` is a camera for tracking: objects move in straight
+lines through the frame (they enter from outside it and leave it), a small object passes
+fully behind a large one for a few frames, paths cross, and the scene carries lines and a
+zone with their ground truth (:class:`TrackingScene`). It draws from a random stream of its
+own, so a seed's :func:`scene` is the same as without it.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache, partial
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from segcore.models.yolact.demo import CLASSES
+from segcore.tracking.analytics import Line, Zone
 
 # Two tones per class and a texture (stripes, checks, dots, rings, plain).
 _PALETTE = {
@@ -131,10 +142,17 @@ def _objects(rng: np.random.Generator, height: int, width: int) -> list[_Object]
     return objects
 
 
+class _Drawn(Protocol):
+    @property
+    def label(self) -> int: ...
+
+    def at(self, t: int, height: int, width: int) -> tuple[float, float, float, float]: ...
+
+
 def render(
-    objects: list[_Object], background: np.ndarray, t: int
+    objects: Sequence[_Drawn], background: np.ndarray, t: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Frame t: objects drawn in list order (later ones in front)."""
+    """Frame t: objects drawn in list order (later ones in front); object k has id k + 1."""
     height, width = background.shape[:2]
     frame = background.copy()
     owner = np.full((height, width), -1, dtype=np.int64)
@@ -155,15 +173,17 @@ def render(
         patch[inside & tone] = light
         patch[inside & ~tone] = dark
         owner[y0:y1, x0:x1][inside] = index
-    labels, masks = [], []
+    labels, masks, ids = [], [], []
     for index, obj in enumerate(objects):
         visible = owner == index
         if visible.any():
             labels.append(obj.label)
             masks.append(visible)
+            ids.append(index + 1)
     target = {
         "labels": np.array(labels, dtype=np.int64),
         "masks": np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool),
+        "ids": np.array(ids, dtype=np.int64),
     }
     return frame, target
 
@@ -256,3 +276,360 @@ def live(
         yield time.time(), frame
         next_time += period
         t += 1
+
+
+# -- the tracking camera --------------------------------------------------------------------
+
+#: Added to a seed for the tracking camera's random stream (``default_rng((TRACKING_STREAM,
+#: seed))``), so its scenes share nothing with :func:`scene`'s of the same seed.
+TRACKING_STREAM = 0x7AC4
+_OCCLUDERS = tuple(CLASSES.index(name) for name in ("disc", "square"))  # shapes with no hole
+_LINE_END_MARGIN = 0.2  # paths meet lines at least this far (of the segment) from its ends
+_LEAST_CROSSING_ANGLE = math.radians(30)  # between a path and a line it crosses
+
+
+@dataclass(frozen=True)
+class _Mover:
+    """An object on a straight path: centre ``(x + vx t, y + vy t)``, no bouncing."""
+
+    label: int
+    x: float  # centre at frame 0, pixels (may lie outside the frame)
+    y: float
+    vx: float
+    vy: float
+    radius: float
+    growth: float
+    angle: float
+    spin: float
+    phase: float
+
+    def at(self, t: int, height: int, width: int) -> tuple[float, float, float, float]:
+        radius = self.radius * (1.0 + 0.1 * math.sin(self.growth * t + self.phase))
+        return self.x + self.vx * t, self.y + self.vy * t, radius, self.angle + self.spin * t
+
+    def centre(self, t: int) -> tuple[float, float]:
+        return self.x + self.vx * t, self.y + self.vy * t
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Object ``track_id``'s centre crossed line ``line`` between frames ``frame - 1`` and
+    ``frame``; ``direction``: ``"forward"`` from the left of ``a -> b`` to its right (image
+    coordinates, y down), else ``"backward"``."""
+
+    track_id: int
+    line: str
+    frame: int
+    direction: str
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Object ``track_id`` in zone ``zone`` from frame ``enter`` until frame ``exit`` (the
+    first frame it is seen out again; None: still in at the scene's end)."""
+
+    track_id: int
+    zone: str
+    enter: int
+    exit: int | None
+
+    def dwell_frames(self, num_frames: int) -> int:
+        return (num_frames if self.exit is None else self.exit) - self.enter
+
+
+@dataclass(frozen=True)
+class TrackingScene:
+    """A scene of :func:`tracking_scene`: its frames with their targets (``labels``,
+    ``masks``, ``ids`` as :func:`scene`'s, and ``visible`` (N,) float64, the share of each
+    object's whole shape that is seen: not hidden by others nor outside the frame), its
+    lines and zones (normalised coordinates) and their ground truth: ``crossings`` by each
+    object's true centre (the centre of its shape, hidden or not), in frame order, and
+    ``visits``, an object being in a zone on a frame where it is seen with at least the
+    zone's ``min_fraction`` of its visible mask inside the polygon (a frame it is hidden on
+    keeps what it was); ``hidden`` lists, per object id, the frames in the middle of its
+    life (seen before and after) on which it is fully hidden behind others."""
+
+    seed: int
+    size: tuple[int, int]
+    frames: tuple[tuple[np.ndarray, dict[str, np.ndarray]], ...]
+    lines: tuple[Line, ...]
+    zones: tuple[Zone, ...]
+    crossings: tuple[Crossing, ...]
+    visits: tuple[Visit, ...]
+    hidden: dict[int, tuple[int, ...]]
+
+    def line_counts(self) -> dict[str, dict[str, int]]:
+        """``{line: {"forward": n, "backward": n}}`` of the ground truth."""
+        counts = {x.name: {"forward": 0, "backward": 0} for x in self.lines}
+        for crossing in self.crossings:
+            counts[crossing.line][crossing.direction] += 1
+        return counts
+
+
+def _cross(line: Line, px: float, py: float, width: int, height: int) -> float:
+    """(b - a) x (p - a) in pixels: > 0 right of a -> b as the image shows it (y down)."""
+    ax, ay, bx, by = line.a[0] * width, line.a[1] * height, line.b[0] * width, line.b[1] * height
+    return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+
+
+def _meets(
+    line: Line, p: tuple[float, float], q: tuple[float, float], width: int, height: int
+) -> float | None:
+    """Where the line through a and b meets the step p -> q (pixels): the position along
+    a -> b (0 at a, 1 at b), or None when the step is parallel to it."""
+    ax, ay, bx, by = line.a[0] * width, line.a[1] * height, line.b[0] * width, line.b[1] * height
+    dx, dy = bx - ax, by - ay
+    sx, sy = q[0] - p[0], q[1] - p[1]
+    denom = sx * dy - sy * dx
+    if denom == 0:
+        return None
+    return ((ax - p[0]) * sy - (ay - p[1]) * sx) / denom
+
+
+def _path_fits(mover: _Mover, lines: Sequence[Line], width: int, height: int) -> bool:
+    """Whether the mover's path, where it meets each line, does so clearly inside the
+    segment and at a clear angle (so a crossing is not a matter of how the reference point
+    is taken)."""
+    p = mover.centre(0)
+    q = mover.centre(1)
+    for line in lines:
+        u = _meets(line, p, q, width, height)
+        if u is None:
+            return False
+        dx, dy = (line.b[0] - line.a[0]) * width, (line.b[1] - line.a[1]) * height
+        cos = abs(dx * mover.vx + dy * mover.vy) / (
+            math.hypot(dx, dy) * math.hypot(mover.vx, mover.vy)
+        )
+        if math.acos(min(cos, 1.0)) < _LEAST_CROSSING_ANGLE:
+            return False
+        if (
+            -_LINE_END_MARGIN < u < _LINE_END_MARGIN
+            or 1 - _LINE_END_MARGIN < u < 1 + _LINE_END_MARGIN
+        ):
+            return False
+    return True
+
+
+def _through(
+    rng: np.random.Generator,
+    label: int,
+    radius: float,
+    point: tuple[float, float],
+    at: float,
+    heading: float,
+    speed: float,
+) -> _Mover:
+    """A mover whose centre is at ``point`` at frame ``at``."""
+    vx, vy = speed * math.cos(heading), speed * math.sin(heading)
+    return _Mover(
+        label=label,
+        x=point[0] - vx * at,
+        y=point[1] - vy * at,
+        vx=vx,
+        vy=vy,
+        radius=radius,
+        growth=float(rng.uniform(0.02, 0.08)),
+        angle=float(rng.uniform(0, 2 * math.pi)),
+        spin=float(rng.uniform(-0.06, 0.06)),
+        phase=float(rng.uniform(0, 2 * math.pi)),
+    )
+
+
+def _tracking_lines(rng: np.random.Generator) -> tuple[Line, ...]:
+    """A near-vertical and a near-horizontal line, each across the whole frame."""
+    return (
+        Line("vertical", (float(rng.uniform(0.4, 0.6)), 0.0), (float(rng.uniform(0.4, 0.6)), 1.0)),
+        Line(
+            "horizontal", (0.0, float(rng.uniform(0.4, 0.6))), (1.0, float(rng.uniform(0.4, 0.6)))
+        ),
+    )
+
+
+def _tracking_zone(rng: np.random.Generator) -> Zone:
+    """A quadrilateral in one quarter of the frame."""
+    x0, y0 = float(rng.choice([0.08, 0.55])), float(rng.choice([0.08, 0.55]))
+    corners = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    polygon = tuple(
+        (
+            round(x0 + cx * 0.37 + float(rng.uniform(-0.03, 0.03)), 4),
+            round(y0 + cy * 0.37 + float(rng.uniform(-0.03, 0.03)), 4),
+        )
+        for cx, cy in corners
+    )
+    return Zone("zone", polygon, min_fraction=0.5)
+
+
+def _tracking_movers(
+    rng: np.random.Generator, num_frames: int, height: int, width: int, lines: Sequence[Line]
+) -> list[_Mover]:
+    """The scene's objects in depth order (later ones in front): an occluder pair (a small
+    object that passes fully behind a large disc or square), a pair whose paths cross
+    (alike in size, often of one class) and objects that come in through the frame's edges
+    at different times. Every path meets the lines clearly (:func:`_path_fits`)."""
+    scale = min(height, width)
+    span = max(num_frames - 1, 1)
+
+    def fitted(make: Callable[[], _Mover]) -> _Mover:
+        for _ in range(200):
+            mover = make()
+            if _path_fits(mover, lines, width, height):
+                return mover
+        return mover
+
+    def central() -> tuple[float, float]:
+        return float(rng.uniform(0.3, 0.7) * width), float(rng.uniform(0.3, 0.7) * height)
+
+    back: list[_Mover] = []
+    front: list[_Mover] = []
+    # The occlusion: both centres meet at `point` at frame `at`, on paths that cross.
+    point, at = central(), float(rng.uniform(0.35, 0.65) * span)
+    heading = float(rng.uniform(0, 2 * math.pi))
+    small_label = int(rng.integers(0, len(CLASSES)))
+    small = fitted(
+        lambda: _through(
+            rng,
+            small_label,
+            float(rng.uniform(0.07, 0.085) * scale),
+            point,
+            at,
+            float(rng.uniform(0, 2 * math.pi)),
+            float(rng.uniform(0.014, 0.02) * scale),
+        )
+    )
+    heading = math.atan2(small.vy, small.vx)
+    big_label = int(rng.choice(_OCCLUDERS))
+    big = fitted(
+        lambda: _through(
+            rng,
+            big_label,
+            float(rng.uniform(0.16, 0.18) * scale),
+            point,
+            at,
+            heading + float(rng.choice([-1, 1]) * rng.uniform(0.6, 1.0) * math.pi),
+            float(rng.uniform(0.008, 0.012) * scale),
+        )
+    )
+    back.append(small)
+    front.append(big)
+    # Crossing paths: two objects alike in size meeting at a point, mostly of one class.
+    point, at = central(), float(rng.uniform(0.3, 0.7) * span)
+    label = int(rng.integers(0, len(CLASSES)))
+
+    def crosser(label: int, at: float) -> _Mover:
+        radius = float(rng.uniform(0.09, 0.12) * scale)
+        heading = float(rng.uniform(0, 2 * math.pi))
+        return _through(rng, label, radius, point, at, heading, rng.uniform(0.01, 0.016) * scale)
+
+    for k in range(2):
+        other = label if rng.random() < 0.6 else int(rng.integers(0, len(CLASSES)))
+        mover = fitted(partial(crosser, other, at + 2.0 * k))
+        (back if k == 0 else front).append(mover)
+
+    # Passers-by: each comes in through an edge of the frame (from outside it) at its own
+    # time, heads across and leaves.
+    def passer(label: int) -> _Mover:
+        radius = float(rng.uniform(0.07, 0.15) * scale)
+        edge = int(rng.integers(0, 4))
+        along = float(rng.uniform(0.2, 0.8))
+        out = 1.2 * radius
+        start = (
+            (-out, along * height),
+            (width + out, along * height),
+            (along * width, -out),
+            (along * width, height + out),
+        )[edge]
+        aim = float(rng.uniform(0.25, 0.75) * width), float(rng.uniform(0.25, 0.75) * height)
+        heading = math.atan2(aim[1] - start[1], aim[0] - start[0])
+        speed = float(rng.uniform(0.014, 0.022) * scale)
+        return _through(
+            rng, label, radius, start, float(rng.uniform(0, 0.5) * span), heading, speed
+        )
+
+    for _ in range(int(rng.integers(2, 5))):
+        lab = int(rng.integers(0, len(CLASSES)))
+        mover = fitted(partial(passer, lab))
+        (back if rng.random() < 0.5 else front).insert(int(rng.integers(0, 2)), mover)
+    return back + front
+
+
+@cache
+def _unit_area(label: int) -> float:
+    """Area of the class's shape at radius 1 (by a fine grid)."""
+    u, v = np.meshgrid(*(np.linspace(-1.2, 1.2, 1201),) * 2)
+    return float(_inside(label, u, v).mean() * 2.4**2)
+
+
+def _with_visible(
+    movers: Sequence[_Mover], frame: np.ndarray, target: dict[str, np.ndarray], t: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    height, width = frame.shape[:2]
+    whole = []
+    for object_id in target["ids"].tolist():
+        mover = movers[object_id - 1]
+        radius = mover.at(t, height, width)[2]
+        whole.append(radius**2 * _unit_area(mover.label))
+    seen = target["masks"].reshape(len(whole), height * width).sum(axis=1)
+    target["visible"] = np.minimum(seen / np.maximum(np.array(whole, np.float64), 1.0), 1.0)
+    return frame, target
+
+
+def tracking_scene(
+    seed: int, num_frames: int = 90, size: tuple[int, int] = (240, 320)
+) -> TrackingScene:
+    """Scene ``seed`` of the tracking camera with its ground truth (see
+    :class:`TrackingScene`); the same seed gives the same scene."""
+    if num_frames < 2:
+        raise ValueError(f"num_frames must be >= 2, got {num_frames}")
+    height, width = size
+    if height < 64 or width < 64:
+        raise ValueError(f"size must be at least 64x64, got {size}")
+    rng = np.random.default_rng((TRACKING_STREAM, seed))
+    background = _background(rng, height, width)
+    lines = _tracking_lines(rng)
+    zones = (_tracking_zone(rng),)
+    movers = _tracking_movers(rng, num_frames, height, width, lines)
+    frames = tuple(
+        _with_visible(movers, *render(movers, background, t), t) for t in range(num_frames)
+    )
+
+    crossings = []
+    for t in range(1, num_frames):
+        for index, mover in enumerate(movers):
+            p, q = mover.centre(t - 1), mover.centre(t)
+            for line in lines:
+                before = _cross(line, *p, width, height)
+                after = _cross(line, *q, width, height)
+                if before == 0 or (before > 0) == (after > 0) or after == 0:
+                    continue
+                u = _meets(line, p, q, width, height)
+                if u is not None and 0.0 <= u <= 1.0:
+                    direction = "forward" if after > 0 else "backward"
+                    crossings.append(Crossing(index + 1, line.name, t, direction))
+
+    visits = []
+    for zone in zones:
+        flat = [v for x, y in zone.polygon for v in (x * width, y * height)]
+        raster = mask_utils.merge(mask_utils.frPyObjects([flat], height, width))
+        inside = mask_utils.decode(raster).astype(bool)
+        entered: dict[int, int] = {}
+        for t, (_, target) in enumerate(frames):
+            for object_id, mask in zip(target["ids"].tolist(), target["masks"], strict=True):
+                share = float((mask & inside).sum()) / float(mask.sum())
+                if object_id not in entered and share >= zone.min_fraction:
+                    entered[object_id] = t
+                elif object_id in entered and share < zone.min_fraction:
+                    visits.append(Visit(object_id, zone.name, entered.pop(object_id), t))
+        visits += [Visit(i, zone.name, t, None) for i, t in entered.items()]
+    visits.sort(key=lambda v: (v.enter, v.track_id))
+
+    seen = [set(target["ids"].tolist()) for _, target in frames]
+    hidden: dict[int, tuple[int, ...]] = {}
+    for object_id in range(1, len(movers) + 1):
+        on = [t for t, ids in enumerate(seen) if object_id in ids]
+        if on:
+            gaps = tuple(t for t in range(on[0], on[-1]) if object_id not in seen[t])
+            if gaps:
+                hidden[object_id] = gaps
+    return TrackingScene(
+        seed, (height, width), frames, lines, zones, tuple(crossings), tuple(visits), hidden
+    )
