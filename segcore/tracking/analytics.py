@@ -218,6 +218,8 @@ class Analytics:
                 x1, y1, x2, y2 = item.box
                 h, w = height, width
                 box = np.array([[x1, y1, max(0.0, x2 - x1), max(0.0, y2 - y1)]], np.float64)
+                if h <= 0 or w <= 0:
+                    continue
                 rle = mask_utils.frPyObjects(box, h, w)[0]
             area = float(mask_utils.area(rle))
             if area <= 0:

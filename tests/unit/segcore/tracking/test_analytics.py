@@ -107,6 +107,11 @@ def test_box_is_measured_when_there_is_no_mask() -> None:
     assert types(Analytics([RIGHT_HALF]).update([inside], 0.0, SIZE)) == ["zone.enter"]
 
 
+def test_an_empty_frame_size_measures_nothing() -> None:
+    inside = Tracked(3, "dog", 16, (150.0, 10.0, 170.0, 30.0), None)
+    assert Analytics([RIGHT_HALF], [ACROSS]).update([inside], 0.0, (0, 0)) == []
+
+
 def test_occupancy_counts_every_track_inside() -> None:
     analytics = Analytics([RIGHT_HALF])
     first = analytics.update([box_at(1, 120, 10, 140, 30), box_at(2, 150, 50, 170, 70)], 0.0, SIZE)
