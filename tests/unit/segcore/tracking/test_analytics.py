@@ -4,6 +4,7 @@ death time, and a state document that continues exactly where it was written."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -326,3 +327,38 @@ def test_a_bad_state_document_is_refused(doc: dict[str, object]) -> None:
 def test_duplicate_names_are_refused() -> None:
     with pytest.raises(ValueError, match="zone names must be unique"):
         Analytics([RIGHT_HALF, RIGHT_HALF])
+
+
+def test_counts_equal_the_crossings_of_the_noise_free_paths() -> None:
+    """60 tracks swinging back and forth through the line (amplitudes 5-20 % of the frame,
+    1-4 swings of 4-20 frames) with jitter (0.2 % of the frame) on every point: the counts by
+    direction are exactly the crossings of the paths without jitter, from clear of the line to
+    clear of it. Points of the clean paths are either on the line (within 1 % of the frame:
+    inside the dead band of 1 % of the diagonal, jitter included) or clear of it (over
+    3.5 %: outside it, jitter included); a path ending on the line has not crossed it."""
+    rng = np.random.default_rng(5)
+    analytics = Analytics(lines=[ACROSS])
+    truth = {"forward": 0, "backward": 0}
+    frames: list[list[Tracked]] = [[] for _ in range(200)]
+    for track_id in range(1, 61):
+        amplitude = rng.uniform(0.05, 0.2)
+        period = rng.integers(4, 21)
+        phase = rng.uniform(0, 2 * np.pi)
+        x = rng.uniform(0.15, 0.85)
+        length = int(rng.integers(1, 5) * period)
+        start = int(rng.integers(0, 200 - length))
+        offset = amplitude * np.sin(phase + 2 * np.pi * np.arange(length) / period)
+        near = (np.abs(offset) > 0.01) & (np.abs(offset) < 0.035)
+        offset[near] = np.sign(offset[near]) * 0.005  # onto the line
+        clear = [float(np.sign(v)) for v in offset if abs(v) >= 0.035]
+        for before, after in itertools.pairwise(clear):
+            if before < 0 < after:
+                truth["forward"] += 1  # downwards: from above (its left) to below
+            elif after < 0 < before:
+                truth["backward"] += 1
+        for i, y in enumerate(0.5 + offset + rng.normal(0, 0.002, length)):
+            frames[start + i].append(point(track_id, x + rng.normal(0, 0.002), float(y)))
+    for t, items in enumerate(frames):
+        analytics.update(items, t * 0.1, SIZE)
+    assert truth["forward"] > 50 and truth["backward"] > 50
+    assert analytics.counts()["lines"]["across"] == truth
