@@ -97,10 +97,10 @@ class Client:
     ) -> Iterator[Received[MaskEvent]]:
         """The stream's mask events after ``from_id`` (exclusive; None: from the moment of
         the first connection, made on the first ``next``), filtered on the server
-        (``classes``, ``min_score``, ``zone``: x1,y1,x2,y2 normalised), reconnecting and
-        resuming by itself. ``receive_timeout_s``: stop when no event comes for that long
-        (None: wait for ever). Raises ApiError for what retrying will not fix, DecodeError
-        for an event this codec cannot read."""
+        (``classes``, ``min_score``, ``zone``: a polygon x1,y1,x2,y2,... in frame pixels),
+        reconnecting and resuming by itself. ``receive_timeout_s``: stop when no event comes
+        for that long (None: wait for ever). Raises ApiError for what retrying will not fix,
+        DecodeError for an event this codec cannot read."""
         cursor = p.Cursor(
             p.stream_path(stream_id, "events"),
             mask_event_of,
