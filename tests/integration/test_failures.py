@@ -22,6 +22,7 @@ from services.infra import Infra
 from tests.integration.workers import (
     Worker,
     events,
+    settled,
     status,
     wait_events,
     wait_for,
@@ -73,17 +74,6 @@ def test_segment_worker_killed_mid_stream_every_frame_once(
     assert len({entry for entry, _ in got}) == 150
     assert sample_value(text, "segstream_events_published_total") == 150 - killed_at
     assert sample_value(text, "segstream_frames_consumed_total") >= 150 - killed_at
-
-
-def settled(worker: Worker) -> str | None:
-    """The segment worker's metrics once every frame it consumed is published or known as a
-    duplicate (no batch in flight); None before."""
-    text = worker.metrics()
-    consumed = sample_value(text, "segstream_frames_consumed_total")
-    done = sample_value(text, "segstream_events_published_total") + sample_value(
-        text, "segstream_duplicates_total"
-    )
-    return text if consumed > 0 and done == consumed else None
 
 
 def test_ingest_worker_killed_streams_move_within_30s(

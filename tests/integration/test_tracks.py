@@ -14,6 +14,7 @@ import redis
 
 from segcore.data import synthetic
 from services.common.events import MaskEvent
+from services.common.metrics import sample_value
 from services.common.redis import (
     EventPublisher,
     analytics_key,
@@ -25,7 +26,7 @@ from services.common.redis import (
 from services.common.settings import Settings
 from services.common.streams import LineSpec, StreamSpec, ZoneSpec, put_stream
 from services.segment.tracks import StreamTracks
-from tests.integration.workers import Worker, events, wait_events, wait_for
+from tests.integration.workers import Worker, events, settled, wait_events, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,8 +109,9 @@ def test_a_killed_workers_successor_continues_its_tracks(
         first.kill()
         killed_at = len(events(client, stream_id))
         assert killed_at < FRAMES, "the worker finished before it could be killed"
-        spawn("segment", "--model", MODEL, "--batch-size", "4")
+        second = spawn("segment", "--model", MODEL, "--batch-size", "4")
         got = wait_events(client, stream_id, FRAMES, 120)
+        metrics = wait_for(lambda: settled(second), 30, "the second worker's last batch counted")
         document = wait_for(
             lambda: client.get(tracks_key(stream_id)), 10, "the stream's tracking document"
         )
@@ -137,4 +139,20 @@ def test_a_killed_workers_successor_continues_its_tracks(
     doc = json.loads(document)
     forward = [a for a in analytics if a[1] == "line.cross" and a[5] == "forward"]
     assert doc["counts"]["lines"]["middle"]["forward"] == len(forward)
+    # The successor counted in its metrics the events of the frames it published.
+    for direction in ("forward", "backward"):
+        crossed = [
+            a for a in analytics if a[0] >= killed_at and a[1] == "line.cross" and a[5] == direction
+        ]
+        assert sample_value(
+            metrics,
+            "segstream_line_crossings_total",
+            stream=stream_id,
+            line="middle",
+            direction=direction,
+        ) == len(crossed)
+    entered = [a for a in analytics if a[0] >= killed_at and a[1] == "zone.enter"]
+    assert sample_value(
+        metrics, "segstream_zone_events_total", stream=stream_id, zone="left", type="enter"
+    ) == len(entered)
     assert doc["last"] == entry_id(published[-1].captured_at, published[-1].seq)

@@ -12,6 +12,7 @@ from typing import TypeVar
 import redis
 
 from services.common.events import MaskEvent, decode_event
+from services.common.metrics import sample_value
 from services.common.redis import masks_key, status_key
 from services.common.settings import Settings
 from services.infra.children import Child
@@ -77,3 +78,14 @@ def wait_state(
         return got if got.get("state") in states else None
 
     return wait_for(reached, timeout, f"{stream_id} in state {sorted(states)}")
+
+
+def settled(worker: Worker) -> str | None:
+    """The segment worker's metrics once every frame it consumed is published or known as a
+    duplicate (no batch in flight); None before."""
+    text = worker.metrics()
+    consumed = sample_value(text, "segstream_frames_consumed_total")
+    done = sample_value(text, "segstream_events_published_total") + sample_value(
+        text, "segstream_duplicates_total"
+    )
+    return text if consumed > 0 and done == consumed else None
