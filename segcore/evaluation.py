@@ -258,9 +258,7 @@ def tracking_scores(sequences: Sequence[Sequence[FrameMatch]]) -> TrackingScores
     all of their frames, HOTA as TrackEval combines sequences). A prediction counts as
     covering a true object at a mask IoU of at least :data:`MATCH_IOU` (CLEAR MOT, IDF1);
     HOTA averages over its own thresholds."""
-    import motmetrics
-    from trackeval.metrics import HOTA
-
+    motmetrics, HOTA = _metric_packages()
     if not sequences:
         raise ValueError("tracking_scores: no sequences")
     accumulators = []
@@ -310,6 +308,22 @@ def tracking_scores(sequences: Sequence[Sequence[FrameMatch]]) -> TrackingScores
         truth_ids=truth_ids,
         predicted_ids=predicted_ids,
     )
+
+
+class MissingExtraError(RuntimeError):
+    """The tracking metrics' packages are not installed."""
+
+
+def _metric_packages() -> tuple[Any, Any]:
+    """motmetrics and TrackEval's HOTA, or :class:`MissingExtraError` saying how to get them."""
+    try:
+        import motmetrics
+        from trackeval.metrics import HOTA
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"the tracking metrics need the eval extra (pip install 'segstream[eval]'): {exc}"
+        ) from None
+    return motmetrics, HOTA
 
 
 def _trackeval_sequence(frames: Sequence[FrameMatch]) -> dict[str, Any]:
@@ -497,6 +511,8 @@ def track_scene(
     analytics took. ``events``, when given, receives ``(frame, analytics event)`` pairs."""
     if len(detections) != len(scene.frames):
         raise ValueError(f"{len(scene.frames)} frames but {len(detections)} detection lists")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
     config = config or TrackerConfig()
     tracker = Tracker(config)
     analytics = Analytics(scene.zones, scene.lines, forget_after_s=config.max_age_s)

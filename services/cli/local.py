@@ -8,6 +8,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from services.common.settings import Settings
 
 
@@ -74,9 +76,31 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         overrides["weights"] = args.weights
     if args.model.endswith("_demo") and args.weights:  # not the shipped weights first
         overrides["pretrained"] = False
+    if args.tracking and (args.scenes < 1 or args.frames < 2 or not args.fps > 0):
+        print(
+            "segstream eval --tracking: --scenes must be >= 1, --frames >= 2, --fps > 0",
+            file=sys.stderr,
+        )
+        return 2
     model = segcore.build(args.model, **overrides)
+    if args.tracking:
+        return _eval_tracking(model, args)
     samples, names = open_eval_data(args.data, args.images, (240, 320))
     result = evaluate(model, samples, names)
+    print(result.table())
+    return 0
+
+
+def _eval_tracking(model: nn.Module, args: argparse.Namespace) -> int:
+    from segcore.evaluation import TRACKING_SEEDS, MissingExtraError, evaluate_tracking
+
+    first = TRACKING_SEEDS.start if args.first_seed is None else args.first_seed
+    seeds = range(first, first + args.scenes)
+    try:
+        result = evaluate_tracking(model, seeds, num_frames=args.frames, fps=args.fps)
+    except MissingExtraError as exc:
+        print(f"segstream eval --tracking: {exc}", file=sys.stderr)
+        return 2
     print(result.table())
     return 0
 
@@ -145,6 +169,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--data", default="synthetic:val", help="synthetic:val or coco:IMAGES_DIR:ANNOTATIONS"
     )
     evaluate.add_argument("--images", type=int, default=200, help="how many images")
+    evaluate.add_argument(
+        "--tracking",
+        action="store_true",
+        help="track scenes of the synthetic tracking camera instead: MOTA, IDF1, HOTA, "
+        "ID switches and line crossings against the truth",
+    )
+    evaluate.add_argument("--scenes", type=int, default=5, help="tracking: how many scenes")
+    evaluate.add_argument("--frames", type=int, default=120, help="tracking: frames per scene")
+    evaluate.add_argument("--fps", type=float, default=15.0, help="tracking: frames per second")
+    evaluate.add_argument(
+        "--first-seed", type=int, help="tracking: the first scene's seed (unseen seeds by default)"
+    )
     evaluate.set_defaults(func=_eval)
 
     run = sub.add_parser(
