@@ -254,7 +254,7 @@ def counts_of(spec: StreamSpec, document: bytes | None) -> AnalyticsOut:
             doc = json.loads(document)
             counts = doc.get("counts") or {}
             last = doc.get("last") if isinstance(doc.get("last"), str) else None
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             counts = {}
 
     def of(kind: str, name: str) -> dict[str, int]:

@@ -201,13 +201,22 @@ class StreamTracks:
             if not isinstance(doc, dict) or doc.get("v") != DOC_VERSION:
                 raise ValueError(f"version must be {DOC_VERSION}")
             last = doc["last"]
+            if not isinstance(last, str):
+                raise ValueError(f"last must be an entry id, got {type(last).__name__}")
             _entry_key(last)
             tracker = Tracker(self.config, state=doc["tracker"])
             analytics = Analytics(
                 *geometry, state=doc["analytics"], forget_after_s=self.config.max_age_s
             )
             return _Stream(str(last), tracker, analytics, geometry)
-        except (ValueError, KeyError, TypeError, TrackerStateError, AnalyticsStateError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            RecursionError,  # JSON nested past the parser's depth
+            TrackerStateError,
+            AnalyticsStateError,
+        ) as exc:
             # A document this worker cannot read: its tracks start again, under new ids
             # (the old one's id counter, when it can be read, so no id is given twice).
             log.error(
@@ -221,12 +230,18 @@ class StreamTracks:
             return fresh
 
 
+#: Track ids stay below 2**53, so every JSON reader (JavaScript's numbers) holds them exactly.
+MAX_TRACK_ID = 2**53
+
+
 def _next_id(raw: bytes) -> int | None:
     try:
         value = json.loads(raw)["tracker"]["next"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_TRACK_ID:
+        return value
+    return None
 
 
 def _compact(doc: dict[str, Any]) -> bytes:

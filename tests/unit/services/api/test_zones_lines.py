@@ -212,6 +212,7 @@ def test_counts_of_a_tracking_document() -> None:
         b"[1]",
         b'{"counts": 3}',
         b'{"counts": {"zones": {"a": {"entries": "x"}}}}',
+        b"[" * 100_000 + b"]" * 100_000,  # nested past the JSON parser's depth
     ],
 )
 def test_counts_of_no_or_a_bad_document_are_zeros(document: bytes | None) -> None:

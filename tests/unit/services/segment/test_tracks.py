@@ -141,3 +141,21 @@ def test_line_crossings_come_with_frame_fields() -> None:
     assert first["stream_id"] == "cam" and isinstance(first["seq"], int)
     counts = json.loads(frames[-1].document or b"")["counts"]
     assert counts["lines"]["middle"] == {"forward": 1, "backward": 1}
+
+
+def test_a_garbage_document_of_any_shape_starts_again() -> None:
+    """Whatever the key holds (an entry id that is no string, JSON nested past the parser's
+    depth, an id counter past what JSON readers hold exactly), the stream's tracks start
+    again: the worker never fails on it."""
+    store = Store()
+    tracks = {"v": 1, "t": None, "next": 1, "frames": 0, "tracks": []}
+    garbage = [
+        json.dumps({"v": 1, "last": last, "tracker": tracks}).encode()
+        for last in (5, True, None, ["1-0"], {"ms": 1})
+    ]
+    garbage += [b"[" * 100_000 + b"]" * 100_000, b'{"v": 1, "last": ' + b"[" * 100_000]
+    for raw in garbage:
+        store.docs["cam"] = raw
+        assert ids_of(StreamTracks(store.load, no_geometry).track([event(0)])) == [[1, 2]]
+    store.docs["cam"] = json.dumps({"v": 1, "last": "x", "tracker": {"next": 2**60}}).encode()
+    assert ids_of(StreamTracks(store.load, no_geometry).track([event(0)])) == [[1, 2]]
