@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,8 @@ def zone_arg(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"{text!r}: the coordinates must be numbers") from None
     if len(values) % 2:
         raise argparse.ArgumentTypeError(f"{text!r}: an x and a y for every point")
+    if not all(math.isfinite(v) for v in [*values, *extra]):
+        raise argparse.ArgumentTypeError(f"{text!r}: the numbers must be finite")
     zone: dict[str, Any] = {
         "name": name,
         "polygon": [values[i : i + 2] for i in range(0, len(values), 2)],
@@ -71,6 +74,8 @@ def line_arg(text: str) -> dict[str, Any]:
         values = []
     if not name or len(values) != 4:
         raise argparse.ArgumentTypeError(f"{text!r}: NAME:x1,y1,x2,y2, coordinates in 0..1")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: the coordinates must be finite")
     return {"name": name, "a": values[:2], "b": values[2:]}
 
 

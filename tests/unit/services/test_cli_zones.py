@@ -48,6 +48,13 @@ def test_zone_and_line_options() -> None:
         (line_arg, "gate:0,0,1", "NAME:x1,y1,x2,y2"),
         (line_arg, "gate", "NAME:x1,y1,x2,y2"),
         (line_arg, "gate:a,b,c,d", "NAME:x1,y1,x2,y2"),
+        # not finite: JSON cannot carry them, so the CLI names them before any request
+        (zone_arg, "door:nan,0,1,0,1,1", "finite"),
+        (zone_arg, "door:0,0,inf,0,1,1", "finite"),
+        (zone_arg, "door:0,0,1,0,1,1:nan", "finite"),
+        (zone_arg, "door:0,0,1,0,1,1:0.5:inf", "finite"),
+        (line_arg, "gate:0,0,1,-inf", "finite"),
+        (line_arg, "gate:NaN,0,1,1", "finite"),
     ],
 )
 def test_bad_options_are_named(parse: object, text: str, message: str) -> None:
