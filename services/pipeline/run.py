@@ -106,6 +106,9 @@ def run(
         if publisher is not None
         else (lambda ids: {}),
         lambda _stream_id: ((), ()),
+        # A file is decoded as fast as the model takes its frames (bursts, then waits):
+        # its frames are tracked on their pts, a camera's on their capture time.
+        media_time=lambda _stream_id: not live,
     )
     frames: queue.Queue[object] = queue.Queue(maxsize=options.queue_size)
     stop = threading.Event()

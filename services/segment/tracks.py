@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ DOC_VERSION = 1
 Load = Callable[[list[str]], dict[str, bytes | None]]
 #: A stream's zones and lines (the registry's view; empty when it has none).
 Geometry = Callable[[str], tuple[Sequence[Zone], Sequence[Line]]]
+#: Whether a stream's frames are timed by their pts rather than their capture time: a file
+#: read as fast as it decodes (not in real time), whose capture times are bursts and waits.
+MediaTime = Callable[[str], bool]
 
 
 def _entry_key(entry: str) -> tuple[int, int]:
@@ -75,20 +79,59 @@ class TrackedFrame:
     counts: dict[str, Any] | None = None  # the stream's zone and line counts after it
 
 
+@dataclass(frozen=True)
+class _Clock:
+    """The time a stream's frames are tracked on: capture time, or for a stream timed by
+    its media ``t0 + (pts - pts0)`` from the pass's anchor (``pts0``, ``t0``); a pts that
+    goes back (a looping file's next pass) anchors again after the last frame's time, by
+    the capture times' step. ``pts`` and ``captured_at``: the last tracked frame's."""
+
+    pts0: float
+    t0: float
+    pts: float
+    captured_at: float
+
+    @property
+    def t(self) -> float:
+        return self.t0 + (self.pts - self.pts0)
+
+    def to_json(self) -> list[float]:
+        return [self.pts0, self.t0, self.pts, self.captured_at]
+
+    @classmethod
+    def of(cls, value: Any) -> _Clock | None:
+        """The clock of a document's ``clock`` (None: absent or not four finite numbers)."""
+        if not isinstance(value, list) or len(value) != 4:
+            return None
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            return None
+        if not all(math.isfinite(v) for v in value):
+            return None
+        return cls(*(float(v) for v in value))
+
+
 @dataclass
 class _Stream:
     last: str | None  # entry id of the frame the state follows
     tracker: Tracker
     analytics: Analytics
     geometry: tuple[tuple[Zone, ...], tuple[Line, ...]]
+    clock: _Clock | None = None
 
 
 class StreamTracks:
     """The tracking state of the streams a worker handles (see the module docstring)."""
 
-    def __init__(self, load: Load, geometry: Geometry, config: TrackerConfig | None = None) -> None:
+    def __init__(
+        self,
+        load: Load,
+        geometry: Geometry,
+        config: TrackerConfig | None = None,
+        media_time: MediaTime | None = None,
+    ) -> None:
         self.load = load
         self.geometry = geometry
+        self.media_time = media_time or (lambda _stream_id: False)
         self.config = config or TrackerConfig()
         self._streams: dict[str, _Stream] = {}
 
@@ -138,7 +181,8 @@ class StreamTracks:
         detections = [
             Detection(inst.box, inst.score, inst.class_id, inst.rle()) for inst in event.instances
         ]
-        ids = stream.tracker.update(detections, event.captured_at)
+        t = self._time(stream, event)
+        ids = stream.tracker.update(detections, t)
         instances = tuple(
             dataclasses.replace(inst, track_id=track_id)
             for inst, track_id in zip(event.instances, ids, strict=True)
@@ -150,18 +194,18 @@ class StreamTracks:
         ]
         bodies: list[dict[str, Any]] = []
         if stream.geometry[0] or stream.geometry[1]:
-            bodies = stream.analytics.update(
-                tracked, event.captured_at, (event.height, event.width)
-            )
+            bodies = stream.analytics.update(tracked, t, (event.height, event.width))
         stream.last = entry
         counts = stream.analytics.counts()
-        document = {
+        document: dict[str, Any] = {
             "v": DOC_VERSION,
             "last": entry,
             "tracker": stream.tracker.state(),
             "analytics": stream.analytics.state(),
             "counts": counts,
         }
+        if stream.clock is not None:
+            document["clock"] = stream.clock.to_json()
         published_at = time.time()
         analytics = tuple(
             AnalyticsEvent.of(
@@ -181,6 +225,22 @@ class StreamTracks:
             tuple(a.to_json() for a in analytics),
             counts if stream.geometry[0] or stream.geometry[1] else None,
         )
+
+    def _time(self, stream: _Stream, event: MaskEvent) -> float:
+        """The time ``event``'s frame is tracked at (see :class:`_Clock`); never before the
+        last frame's."""
+        last = stream.clock
+        if not self.media_time(event.stream_id):
+            stream.clock = None
+            return event.captured_at if last is None else max(event.captured_at, last.t)
+        if last is None:  # the first frame (or the first timed by its media): from now on
+            stream.clock = _Clock(event.pts, event.captured_at, event.pts, event.captured_at)
+        elif event.pts > last.pts:
+            stream.clock = dataclasses.replace(last, pts=event.pts, captured_at=event.captured_at)
+        else:  # pts went back: a new pass of a looping file
+            t0 = last.t + max(event.captured_at - last.captured_at, 0.001)
+            stream.clock = _Clock(event.pts, t0, event.pts, event.captured_at)
+        return stream.clock.t
 
     def _geometry(self, stream_id: str) -> tuple[tuple[Zone, ...], tuple[Line, ...]]:
         zones, lines = self.geometry(stream_id)
@@ -208,7 +268,7 @@ class StreamTracks:
             analytics = Analytics(
                 *geometry, state=doc["analytics"], forget_after_s=self.config.max_age_s
             )
-            return _Stream(str(last), tracker, analytics, geometry)
+            return _Stream(str(last), tracker, analytics, geometry, _Clock.of(doc.get("clock")))
         except (
             ValueError,
             KeyError,

@@ -113,7 +113,9 @@ class SegmentWorker:
         self.limits = FrameLimits(settings.frame_max_pixels, settings.frame_max_bytes)
         self.registry = StreamTable(settings)  # the registry's streams, kept current
         # Identities and analytics, their state kept in Redis with the events.
-        self.tracks = StreamTracks(partial(tracking_documents, self.redis), self._geometry)
+        self.tracks = StreamTracks(
+            partial(tracking_documents, self.redis), self._geometry, media_time=self._media_time
+        )
         self._assigned: set[TopicPartition] = set()
         self._reassigned = False
         self._end_client = BrokerEndOffsets(settings, f"{self.worker_id}-lag")
@@ -244,6 +246,12 @@ class SegmentWorker:
         """A stream's zones and lines, as the registry view has them."""
         spec = self.registry.get(stream_id)
         return (spec.zone_objects(), spec.line_objects()) if spec is not None else ([], [])
+
+    def _media_time(self, stream_id: str) -> bool:
+        """Whether a stream is tracked on its frames' pts: a file not played in real time
+        (its frames' capture times are when they were decoded, in bursts and waits)."""
+        spec = self.registry.get(stream_id)
+        return spec is not None and not spec.live and not spec.realtime
 
     def step(self) -> int:
         """One batch: returns the number of events published (on CUDA: of the batches done)."""

@@ -80,7 +80,11 @@ def replayed(published: list[MaskEvent]) -> tuple[list[list[int | None]], list[t
         for e in published
     ]
     spec = StreamSpec(id="x", url="x.mp4", model=MODEL, zones=ZONES, lines=LINES)
-    tracks = StreamTracks(lambda ids: {}, lambda _s: (spec.zone_objects(), spec.line_objects()))
+    tracks = StreamTracks(
+        lambda ids: {},
+        lambda _s: (spec.zone_objects(), spec.line_objects()),
+        media_time=lambda _s: not spec.live and not spec.realtime,  # as the segment worker
+    )
     frames = tracks.track(plain)
     return [[i.track_id for i in f.event.instances] for f in frames], [
         summary(body) for f in frames for body in f.analytics_bodies

@@ -3,12 +3,13 @@ redeliveries left alone. The store here is a dict (the real one: tests/integrati
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segcore.tracking.analytics import Line
+from segcore.tracking.analytics import Line, Zone
 from services.common.events import Instance, MaskEvent
 from services.common.redis import entry_id
 from services.segment.tracks import StreamTracks, TrackedFrame
@@ -159,3 +160,52 @@ def test_a_garbage_document_of_any_shape_starts_again() -> None:
         assert ids_of(StreamTracks(store.load, no_geometry).track([event(0)])) == [[1, 2]]
     store.docs["cam"] = json.dumps({"v": 1, "last": "x", "tracker": {"next": 2**60}}).encode()
     assert ids_of(StreamTracks(store.load, no_geometry).track([event(0)])) == [[1, 2]]
+
+
+def decoded_at(seq: int, captured_at: float, stream_id: str = "cam") -> MaskEvent:
+    """Frame ``seq`` of a file at 10 fps (pts seq/10) decoded at ``captured_at``."""
+    return dataclasses.replace(event(seq, stream_id), captured_at=captured_at)
+
+
+def test_a_file_read_as_fast_as_it_decodes_is_tracked_on_its_own_time() -> None:
+    """A file's frames are captured when they are decoded: a burst, then a wait while the
+    model catches up. Tracked on that clock, a 5 s wait would kill every track and a burst
+    would make every motion look 100 times as fast; a stream timed by its media (a file not
+    played in real time) is tracked on its pts, so it gets the identities, zone visits and
+    dwell of the same frames captured in real time."""
+    zone = Zone("left", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
+    geometry = lambda _s: ([zone], [])  # noqa: E731
+    live = StreamTracks(Store().load, geometry)
+    expected = live.track([event(k) for k in range(20)])
+    store = Store()
+    media = StreamTracks(store.load, geometry, media_time=lambda _s: True)
+    got: list[TrackedFrame] = []
+    at = 1_700_000_000.0
+    for start in range(0, 20, 4):  # a burst of 4 frames 1 ms apart, then a 5 s wait
+        batch = [
+            decoded_at(k, at + 5 * start + 0.001 * (k - start)) for k in range(start, start + 4)
+        ]
+        frames = media.track(batch)
+        store.publish(frames)
+        got += frames
+        if start == 8:  # another worker takes over, from the document
+            media = StreamTracks(store.load, geometry, media_time=lambda _s: True)
+    assert ids_of(got) == ids_of(expected)
+    assert ids_of(got)[-1] == [1, 2]
+    summary = [
+        (b["type"], b["track_id"], b.get("dwell_s")) for f in got for b in f.analytics_bodies
+    ]
+    assert summary == [
+        (b["type"], b["track_id"], b.get("dwell_s")) for f in expected for b in f.analytics_bodies
+    ]
+    assert any(kind == "zone.exit" for kind, _, _ in summary)
+    # The events keep the capture times they came with.
+    assert [f.event.captured_at for f in got][4] == at + 20
+
+
+def test_a_looping_file_going_back_to_its_start_keeps_its_time_growing() -> None:
+    media = StreamTracks(Store().load, no_geometry, media_time=lambda _s: True)
+    media.track([decoded_at(k, 1_700_000_000.0 + 0.001 * k) for k in range(10)])
+    again = dataclasses.replace(decoded_at(0, 1_700_000_000.5), seq=10)  # pts 0 again
+    doc = json.loads(media.track([again])[0].document or b"")
+    assert doc["tracker"]["t"] > 1_700_000_000.0 + 0.9  # after the pass's last frame
