@@ -4,7 +4,12 @@ Each stream has one tracking document, ``segstream:tracks:<stream id>`` (see
 :func:`services.common.redis.tracks_key`)::
 
     {"v": 1, "last": "<entry id of the frame it follows>", "tracker": Tracker.state(),
-     "analytics": Analytics.state(), "counts": Analytics.counts()}
+     "analytics": Analytics.state(), "counts": Analytics.counts(),
+     "clock": [pts0, t0, pts, captured_at]}   # clock: streams timed by their pts only
+
+Frames are tracked at their capture time, except those of a stream timed by its media (a
+file not played in real time, whose capture times are when it was decoded: bursts, then
+waits for the model), tracked on their pts from the first frame's capture time (:class:`_Clock`).
 
 The publish script writes it in the same atomic step as the mask event of that frame, and
 only when that event is new: so the document in Redis always belongs to the newest event of
