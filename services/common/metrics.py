@@ -275,6 +275,10 @@ class PipelineMetrics:
                 with contextlib.suppress(KeyError):
                     self.zone_occupancy.remove(stream, zone)
 
+    def analytics_streams(self) -> set[str]:
+        """The streams with zone or line series."""
+        return {stream for stream, _kind in self._analytics_names}
+
     def forget_analytics(self, stream: str) -> None:
         """Remove every zone and line series of ``stream`` (a stream removed)."""
         zones = self._analytics_names.pop((stream, "zone"), set()) | {OTHER}

@@ -144,6 +144,10 @@ class StreamTracks:
         """Forget every stream's state (a rebalance: others may have published meanwhile)."""
         self._streams.clear()
 
+    def streams(self) -> set[str]:
+        """The streams whose state is held."""
+        return set(self._streams)
+
     def forget(self, stream_ids: Iterable[str]) -> None:
         """Forget these streams' states: the next frame reads them from the store."""
         for stream_id in stream_ids:
@@ -228,7 +232,7 @@ class StreamTracks:
             _compact(document),
             tuple(encode_analytics(a) for a in analytics),
             tuple(a.to_json() for a in analytics),
-            counts if stream.geometry[0] or stream.geometry[1] else None,
+            counts,  # empty once the stream has no zones or lines: their series go
         )
 
     def _time(self, stream: _Stream, event: MaskEvent) -> float:

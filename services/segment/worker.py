@@ -393,8 +393,20 @@ class SegmentWorker:
         if isinstance(response, Exception):
             log.warning("commit failed: %s", response)
 
+    def forget_removed(self) -> None:
+        """Streams removed from the registry lose their zone and line series and the
+        tracking state kept for them (a stream added again reads its document)."""
+        known = self.metrics.analytics_streams() | self.tracks.streams()
+        removed = sorted(s for s in known if self.registry.get(s) is None)
+        for stream in removed:
+            self.metrics.forget_analytics(stream)
+        if removed:
+            self.tracks.forget(removed)
+
     def _lag(self) -> None:
-        """The lag (services/segment/lag.py: end offsets read off the loop minus positions)."""
+        """The lag (services/segment/lag.py: end offsets read off the loop minus positions),
+        and the series of streams removed meanwhile."""
+        self.forget_removed()
         positions: dict[TopicPartition, int] = {}
         for tp in self.consumer.assignment():
             with contextlib.suppress(KafkaError):

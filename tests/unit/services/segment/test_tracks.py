@@ -209,3 +209,17 @@ def test_a_looping_file_going_back_to_its_start_keeps_its_time_growing() -> None
     again = dataclasses.replace(decoded_at(0, 1_700_000_000.5), seq=10)  # pts 0 again
     doc = json.loads(media.track([again])[0].document or b"")
     assert doc["tracker"]["t"] > 1_700_000_000.0 + 0.9  # after the pass's last frame
+
+
+def test_a_stream_whose_zones_and_lines_are_all_removed_still_has_its_counts() -> None:
+    """Its frames report the (now empty) counts, so the metrics drop the occupancy of the
+    zones it had, as when some of them are removed."""
+    zone = Zone("left", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
+    geometry: list[Zone] = [zone]
+    tracks = StreamTracks(Store().load, lambda _s: (list(geometry), []))
+    assert tracks.track([event(0)])[0].counts == {
+        "zones": {"left": {"occupancy": 1, "entries": 1, "exits": 0}},
+        "lines": {},
+    }
+    geometry.clear()
+    assert tracks.track([event(1)])[0].counts == {"zones": {}, "lines": {}}
