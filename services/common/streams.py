@@ -67,8 +67,11 @@ class ZoneSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=ANALYTICS_NAME, description="1-64 of letters, digits, '_.-'")
+    # The 3-point minimum is checked with the rest below, once every point is valid: as a
+    # length constraint, a point out of range would also count as a point missing.
     polygon: tuple[Point, ...] = Field(
-        min_length=3, description="3-64 points [x, y], normalised to [0, 1]"
+        description="3-64 points [x, y], normalised to [0, 1]",
+        json_schema_extra={"minItems": 3},
     )
     min_fraction: float = Field(0.5, ge=0.0, le=1.0)
     loiter_s: float | None = Field(None, gt=0, le=86_400)
@@ -78,6 +81,8 @@ class ZoneSpec(BaseModel):
     def _simple(cls, value: tuple[Point, ...]) -> tuple[Point, ...]:
         if len(value) > 3 and value[0] == value[-1]:
             value = value[:-1]  # given closed: the ring closes itself
+        if len(value) < 3:
+            raise ValueError(f"Tuple should have at least 3 items, got {len(value)}")
         if len(value) > 64:
             raise ValueError(f"at most 64 points, got {len(value)}")
         ring = shapely.Polygon(value)

@@ -129,6 +129,20 @@ def test_bad_definitions_on_patch_answer_422_naming_the_field(
     assert table.specs == {"door": DOOR}
 
 
+def test_a_point_outside_the_frame_is_the_only_error(client: TestClient) -> None:
+    """Three points with one outside the frame: the error names that point, and does not
+    add that the polygon has fewer than 3 points (it has 3)."""
+    polygon = [[0.1, 0.1], [1.2, 0.1], [0.4, 0.4]]
+    response = client.patch(
+        "/v1/streams/door", json={"zones": [zone(polygon=polygon)]}, headers=AUTH
+    )
+    assert response.status_code == 422
+    errors = json.loads(response.text)["detail"]
+    assert [e["loc"] for e in errors] == [["body", "zones", 0, "polygon", 1, 0]], errors
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ZoneSpec"]
+    assert schema["properties"]["polygon"]["minItems"] == 3
+
+
 def test_null_zones_on_patch_are_refused(client: TestClient) -> None:
     response = client.patch("/v1/streams/door", json={"zones": None}, headers=AUTH)
     assert response.status_code == 422
