@@ -6,25 +6,44 @@
 # The build stage makes a virtual environment with the project and its compiled ops (CPU
 # kernels; the CUDA image is segment.Dockerfile); the runtime stage copies it onto a slim
 # base as a non-root user; the last stages only choose the command.
+#
+# Build arguments: PYTHON_IMAGE, a Debian bookworm image with Python 3.11 (python3 and its
+# venv module; the official slim image by default, Debian's own python3 works too, as in
+# scripts/images.sh), and TORCH_INDEX_URL, the index torch and torchvision come from
+# (PyTorch's CPU-only wheels by default; PyPI's Linux wheels bring the CUDA libraries).
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
+# The sources the build needs, gathered in a stage of their own: the build stage takes
+# them in one layer.
+FROM scratch AS source
+COPY pyproject.toml README.md /src/
+COPY segcore /src/segcore
+COPY cuda_ext /src/cuda_ext
+COPY services /src/services
+COPY configs /src/configs
+COPY clients/python /src/clients/python
+
 FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# g++ for the compiled ops; Python's headers from Debian when the base has none.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends g++=4:12.2.0-3 \
+ && if [ ! -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then \
+      apt-get install -y --no-install-recommends python3-dev=3.11.2-1+b1; \
+    fi \
  && rm -rf /var/lib/apt/lists/*
-WORKDIR /src
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/segstream \
- && /opt/segstream/bin/pip install --no-cache-dir pip==25.3 \
- && /opt/segstream/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
-      torch==2.15.0 torchvision==0.29.2
-COPY pyproject.toml README.md ./
-COPY segcore ./segcore
-COPY cuda_ext ./cuda_ext
-COPY services ./services
-COPY configs ./configs
-RUN /opt/segstream/bin/pip install --no-cache-dir . ninja==1.13.0 \
- && /opt/segstream/bin/python -m cuda_ext.build --cpu-only
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/segstream/bin:$PATH
+COPY --from=source /src /src
+# One layer. torch's wheels (GBs) are kept in a wheelhouse in a cache mount, shared by
+# builds and never in the image: `pip download` fetches only what it lacks.
+RUN --mount=type=cache,id=segstream-pip,target=/root/.cache/pip \
+    python3 -m venv /opt/segstream \
+ && pip install pip==25.3 \
+ && pip download --dest /root/.cache/pip/wheelhouse --index-url "${TORCH_INDEX_URL}" \
+      torch==2.15.0 torchvision==0.29.2 \
+ && pip install --no-index --find-links /root/.cache/pip/wheelhouse torch==2.15.0 torchvision==0.29.2 \
+ && pip install /src/clients/python /src ninja==1.13.0 \
+ && python -P -m cuda_ext.build --cpu-only
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 segstream \
