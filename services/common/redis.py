@@ -109,7 +109,10 @@ def frames_key(stream_id: str) -> str:
 # below the stream's last one) announce it on the channel, keep it as the latest, keep the
 # stream's tracking document that this event's frame left (ARGV[7], when given) and add the
 # frame's analytics events (ARGV[8] on) to their stream and channel. So the tracking
-# document in Redis always belongs to the stream's newest event.
+# document in Redis always belongs to the stream's newest event. A removed stream's keys are
+# set to expire (services/ingest/worker.py); a frame of it still in flight keeps them
+# expiring: the document keeps its expiry (KEEPTTL), and a document or analytics stream
+# it creates expires with the mask events.
 _PUBLISH_LUA = """
 local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'event', ARGV[2])
 if type(added) == 'table' and added.err then
@@ -123,11 +126,16 @@ if ARGV[6] ~= '0' then
   redis.call('EXPIRE', KEYS[3], ARGV[4])
 end
 if ARGV[7] ~= '' then
-  redis.call('SET', KEYS[4], ARGV[7])
+  redis.call('SET', KEYS[4], ARGV[7], 'KEEPTTL')
 end
 for i = 8, #ARGV do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[i])
   redis.call('PUBLISH', KEYS[5], ARGV[i])
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[4], ttl, 'LT')
+  redis.call('PEXPIRE', KEYS[5], ttl, 'LT')
 end
 return 1
 """

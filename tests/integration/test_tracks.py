@@ -59,6 +59,32 @@ def test_the_document_and_analytics_are_written_with_new_events_only(
         client.close()
 
 
+def test_a_removed_streams_document_keeps_its_expiry_through_later_events(
+    settings: Settings, unique: str
+) -> None:
+    """Frames still in flight when a stream is removed are published after the ingest
+    worker set its keys to expire: the document they write keeps that expiry (SET would
+    clear it, and the removed stream's document would never go)."""
+    client = make_redis(settings)
+    stream_id = f"expiring-{unique}"
+    publisher = EventPublisher(client, maxlen=100)
+    try:
+        assert publisher.publish([(stream_id, "1000-1", b"{}")], tracks=[(b'{"doc":1}', ())]) == [
+            True
+        ]
+        assert client.ttl(tracks_key(stream_id)) == -1
+        for key in (masks_key(stream_id), tracks_key(stream_id), analytics_key(stream_id)):
+            client.expire(key, 3600, lt=True)  # the stream removed (services/ingest/worker.py)
+        late = [(stream_id, "1001-2", b"{}")]
+        assert publisher.publish(late, tracks=[(b'{"doc":2}', (b'{"a":1}',))]) == [True]
+        assert client.get(tracks_key(stream_id)) == b'{"doc":2}'
+        for key in (masks_key(stream_id), tracks_key(stream_id), analytics_key(stream_id)):
+            assert 0 < client.ttl(key) <= 3600, key
+    finally:
+        client.delete(masks_key(stream_id), tracks_key(stream_id), analytics_key(stream_id))
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("video") / "tracks.mp4"
