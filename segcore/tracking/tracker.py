@@ -13,7 +13,9 @@ model, with masks added to the association:
   the IoU of the predicted box with the detection's box and the IoU of the track's last mask
   with the detection's mask (RLE IoU by pycocotools), for detections of the same class only.
   A track that was missed on the previous frame is matched on its predicted box alone (its
-  last mask is where it was, not where it is).
+  last mask is where it was, not where it is). Where boxes no longer overlap, a motion
+  similarity (1 - squared Mahalanobis distance / its 95% gate, under the filter's innovation
+  covariance) counts too, capped at ``motion_cap`` (0.5) so it never outbids a good overlap.
 - **Two passes, as ByteTrack.** Detections scoring at least ``high_score`` are matched first,
   against every confirmed track (tracked or lost); the tracks still unmatched that were seen
   on the previous frame then take the low-scoring detections by box IoU (an object partly
@@ -72,8 +74,9 @@ class TrackerConfig:
     tracks, those below only continue tracks (second pass); ``match_sim``: the least
     similarity of a first-pass match; ``low_match_iou``: the least box IoU of a second-pass
     match; ``tentative_sim``: of a tentative track's match; ``mask_weight``: the mask IoU's
-    share of the similarity; ``min_hits``: matches in a row before a track is confirmed;
-    ``max_age_s``: seconds of capture time a confirmed track survives unseen.
+    share of the similarity; ``motion_cap``: the most the motion similarity (Mahalanobis
+    distance to the prediction) counts for; ``min_hits``: matches in a row before a track is
+    confirmed; ``max_age_s``: seconds of capture time a confirmed track survives unseen.
     """
 
     high_score: float = 0.5
@@ -81,12 +84,20 @@ class TrackerConfig:
     low_match_iou: float = 0.4
     tentative_sim: float = 0.3
     mask_weight: float = 0.5
+    motion_cap: float = 0.5
     min_hits: int = 2
     max_age_s: float = 1.5
     noise: MotionNoise = field(default_factory=MotionNoise)
 
     def __post_init__(self) -> None:
-        for name in ("high_score", "match_sim", "low_match_iou", "tentative_sim", "mask_weight"):
+        for name in (
+            "high_score",
+            "match_sim",
+            "low_match_iou",
+            "tentative_sim",
+            "mask_weight",
+            "motion_cap",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"TrackerConfig.{name} must be in [0, 1], got {value}")
@@ -379,11 +390,15 @@ class Tracker:
             w = self.config.mask_weight
             sim = np.where(usable, (1 - w) * sim + w * ious, sim)
         # Where boxes no longer overlap (a long step at a low frame rate, a turn), the
-        # prediction's uncertainty still tells a likely match: 1 at the prediction, 0 at the
-        # 95% gate. It grows with the time since the track was last seen.
+        # prediction's uncertainty still tells a likely match: ``motion_cap`` at the
+        # prediction, 0 at the 95% gate. A lost track's uncertainty grows with the time it
+        # has been unseen, so it is close to its cap near anything: capped below a good
+        # overlap, it never takes a detection a track seen on the last frame overlaps well.
         cov = np.stack([tr.cov for tr in chosen])
         d2 = kalman.mahalanobis(mean, cov, boxes, self.config.noise)
-        sim = np.maximum(sim, np.clip(1.0 - d2 / kalman.CHI2_GATE_4, 0.0, 1.0))
+        sim = np.maximum(
+            sim, self.config.motion_cap * np.clip(1.0 - d2 / kalman.CHI2_GATE_4, 0.0, 1.0)
+        )
         same = (
             np.array([tr.class_id for tr in chosen])[:, None]
             == np.array([d.class_id for d in dets])[None, :]
