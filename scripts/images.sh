@@ -132,6 +132,11 @@ build() {
   for target in "${targets[@]}"; do build_one "$target"; done
 }
 
+prune() {
+  "${PODMAN[@]}" image prune --force >/dev/null
+  echo "build stages removed; $(df -h --output=avail "$DIR" | tail -1 | tr -d ' ') free on $DIR"
+}
+
 sizes() {
   "${PODMAN[@]}" images --filter reference='localhost/segstream-*' \
     --format '{{.Repository}}:{{.Tag}} {{.Size}}'
@@ -166,7 +171,12 @@ case "$command" in
     tools
     trap clean EXIT
     base
-    build
+    # The build stages' images are only a cache for the next target: dropped after each
+    # Dockerfile's targets, so the disk holds one build stage at a time.
+    build api ingest segment-cpu
+    prune
+    build segment-cuda
+    prune
     sizes
     run_tests "$@"
     ;;

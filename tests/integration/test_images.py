@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka.errors import KafkaError
 
 from services.common.kafka import make_admin, named
 from services.common.metrics import exposition_names
@@ -237,8 +238,13 @@ def member_of(settings: Settings, group: str) -> Callable[[], list[Any] | None]:
     admin = make_admin(settings)
 
     def check() -> list[Any] | None:
-        (info,) = admin.describe_consumer_groups([group])
-        return list(info.members) if info.state == "Stable" and info.members else None
+        try:
+            info = admin.describe_groups([group]).get(group) or {}
+        except KafkaError:  # no coordinator yet: the group's first member is still joining
+            return None
+        state = str(info.get("group_state", info.get("state", "")))
+        members = list(info.get("members") or [])
+        return members if state.lower() == "stable" and members else None
 
     return check
 
