@@ -59,8 +59,9 @@ DOC_VERSION = 1
 
 #: Reads the tracking documents of stream ids from the store (None where a stream has none).
 Load = Callable[[list[str]], dict[str, bytes | None]]
-#: A stream's zones and lines (the registry's view; empty when it has none).
-Geometry = Callable[[str], tuple[Sequence[Zone], Sequence[Line]]]
+#: A stream's zones and lines (the registry's view; empty when it has none), None when the
+#: registry does not hold the stream (removed while its frames were in flight).
+Geometry = Callable[[str], tuple[Sequence[Zone], Sequence[Line]] | None]
 #: Whether a stream's frames are timed by their pts rather than their capture time: a file
 #: read as fast as it decodes (not in real time), whose capture times are bursts and waits.
 MediaTime = Callable[[str], bool]
@@ -158,7 +159,11 @@ class StreamTracks:
         each event as subscribers will (through the codec, its numbers rounded as
         published), so a replay of the published events tracks exactly alike."""
         events = [decode_event(encode_event(event)) for event in events]
-        wanted = sorted({e.stream_id for e in events if e.stream_id not in self._streams})
+        # Streams the registry no longer holds are not tracked, and their state is read
+        # again when they are back (one restored without their zones would lose counts).
+        unknown = {e.stream_id for e in events if self.geometry(e.stream_id) is None}
+        self.forget(unknown)
+        wanted = sorted({e.stream_id for e in events if e.stream_id not in self._streams} - unknown)
         if wanted:
             found = self.load(wanted)
             for stream_id in wanted:
@@ -169,7 +174,8 @@ class StreamTracks:
             key=lambda i: (events[i].stream_id, _entry_key(self._entry(events[i]))),
         )
         for i in order:
-            out[i] = self._one(events[i])
+            untracked = events[i].stream_id in unknown
+            out[i] = TrackedFrame(events[i], None, ()) if untracked else self._one(events[i])
         return [frame for frame in out if frame is not None]
 
     @staticmethod
@@ -182,6 +188,11 @@ class StreamTracks:
         if stream.last is not None and _entry_key(entry) <= _entry_key(stream.last):
             return TrackedFrame(event, None, ())
         geometry = self._geometry(event.stream_id)
+        if geometry is None:
+            # A removed stream's frame still in flight: not tracked, and no document written
+            # (tracked as a stream without zones, it would lose its counts, which a stream
+            # added again within the retention goes on from).
+            return TrackedFrame(event, None, ())
         if geometry != stream.geometry:  # zones or lines changed: counts of the kept ones go on
             stream.analytics = Analytics(
                 *geometry, state=stream.analytics.state(), forget_after_s=self.config.max_age_s
@@ -251,12 +262,15 @@ class StreamTracks:
             stream.clock = _Clock(event.pts, t0, event.pts, event.captured_at)
         return stream.clock.t
 
-    def _geometry(self, stream_id: str) -> tuple[tuple[Zone, ...], tuple[Line, ...]]:
-        zones, lines = self.geometry(stream_id)
+    def _geometry(self, stream_id: str) -> tuple[tuple[Zone, ...], tuple[Line, ...]] | None:
+        found = self.geometry(stream_id)
+        if found is None:
+            return None
+        zones, lines = found
         return tuple(zones), tuple(lines)
 
     def _restore(self, stream_id: str, raw: bytes | None) -> _Stream:
-        geometry = self._geometry(stream_id)
+        geometry = self._geometry(stream_id) or ((), ())
         fresh = _Stream(
             None,
             Tracker(self.config),

@@ -242,10 +242,10 @@ class SegmentWorker:
             )
         return ids - unknown
 
-    def _geometry(self, stream_id: str) -> tuple[list[Zone], list[Line]]:
-        """A stream's zones and lines, as the registry view has them."""
+    def _geometry(self, stream_id: str) -> tuple[list[Zone], list[Line]] | None:
+        """A stream's zones and lines, as the registry view has them (None: not held)."""
         spec = self.registry.get(stream_id)
-        return (spec.zone_objects(), spec.line_objects()) if spec is not None else ([], [])
+        return (spec.zone_objects(), spec.line_objects()) if spec is not None else None
 
     def _media_time(self, stream_id: str) -> bool:
         """Whether a stream is tracked on its frames' pts: a file not played in real time

@@ -223,3 +223,30 @@ def test_a_stream_whose_zones_and_lines_are_all_removed_still_has_its_counts() -
     }
     geometry.clear()
     assert tracks.track([event(1)])[0].counts == {"zones": {}, "lines": {}}
+
+
+def test_a_frame_of_a_stream_the_registry_no_longer_holds_leaves_its_state_alone() -> None:
+    """A frame still in flight when its stream is removed is not tracked (no document is
+    written), so its zone and line counts are there when the stream is added again, instead
+    of the counts of a stream without zones."""
+    line = Line("middle", (0.5, 0.0), (0.5, 1.0))
+    registered = [True]
+    store = Store()
+    tracks = StreamTracks(store.load, lambda _s: ([], [line]) if registered[0] else None)
+    store.publish(tracks.track([event(k) for k in range(20)]))
+    before = json.loads(store.docs["cam"])["counts"]
+    assert before["lines"]["middle"] == {"forward": 1, "backward": 1}
+    registered[0] = False  # removed: its last frame still comes
+    late = tracks.track([event(20)])
+    assert late[0].document is None and late[0].analytics == ()
+    store.publish(late)
+    registered[0] = True  # added again
+    frames = tracks.track([event(21)])
+    assert json.loads(frames[0].document or b"")["counts"] == before
+    # A worker that first meets the stream while it is removed keeps nothing of it either.
+    registered[0] = False
+    fresh = StreamTracks(store.load, lambda _s: ([], [line]) if registered[0] else None)
+    assert fresh.track([event(22)])[0].document is None
+    registered[0] = True
+    counts = json.loads(fresh.track([event(23)])[0].document or b"")["counts"]
+    assert counts == before
