@@ -96,12 +96,16 @@ def inspect(target: str) -> Image:
 @pytest.fixture(scope="module")
 def exported() -> Iterator[Callable[[Image], Path]]:
     """The image's root filesystem, exported from a container of it (``podman export``) into
-    a folder; images whose layers are the same share one folder. Removed at the end."""
+    a folder; images whose layers are the same share one. Only the latest export is kept (the
+    tests are ordered so that each image is exported once)."""
     folders: dict[tuple[str, ...], Path] = {}
     base = Path(str(IMAGES_DIR))
 
     def export(image: Image) -> Path:
         if image.layers not in folders:
+            for stale in folders.values():  # one export at a time: each is about 7 GB
+                shutil.rmtree(stale, ignore_errors=True)
+            folders.clear()
             folder = base / f"rootfs-{image.target}"
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
@@ -268,11 +272,13 @@ def started(tmp_path: Path) -> Iterator[list[Child]]:
         child.stop(timeout=15)
 
 
-def test_images_are_non_root_and_the_cpu_targets_share_one_filesystem(images: Images) -> None:
+def test_images_are_non_root_and_the_cpu_targets_differ_only_in_their_command(
+    images: Images,
+) -> None:
     for target in (*CPU_TARGETS, CUDA_TARGET):
         assert images[target].config.get("User") == "10001:10001", target
         assert images[target].config.get("Entrypoint") == ["segstream"], target
-    assert len({images[t].layers for t in CPU_TARGETS}) == 1, "the CPU targets differ in files"
+    assert len({json.dumps(images[t].env, sort_keys=True) for t in CPU_TARGETS}) == 1
     assert [images[t].config.get("Cmd") for t in CPU_TARGETS] == [["api"], ["ingest"], ["segment"]]
     assert images[CUDA_TARGET].config.get("Cmd") == ["segment", "--device", "cuda"]
 
@@ -319,6 +325,54 @@ def test_api_image_answers_healthz_and_readyz(
         assert (response.status, json.loads(response.read())) == (200, [])
 
 
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def site_packages(rootfs: Path) -> Path:
+    (found,) = (rootfs / "opt" / "segstream" / "lib").glob("python3*/site-packages")
+    return found
+
+
+def needed(library: Path) -> set[str]:
+    """The shared libraries an ELF file names (readelf -d)."""
+    out = run("readelf", "-d", str(library))
+    return {line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line}
+
+
+def ops_library(rootfs: Path) -> Path:
+    library = site_packages(rootfs) / "cuda_ext" / "_build" / "segstream_ops.so"
+    assert library.is_file(), f"the image has no compiled ops at {library.relative_to(rootfs)}"
+    return library
+
+
+def test_cpu_images_compiled_ops_are_cpu_only(
+    images: Images, exported: Callable[[Image], Path]
+) -> None:
+    names = needed(ops_library(exported(images["api"])))
+    assert "libtorch_cpu.so" in names, names
+    assert not {n for n in names if "cuda" in n}, names
+
+
+def test_cpu_images_carry_no_cuda_libraries(
+    images: Images, exported: Callable[[Image], Path]
+) -> None:
+    site = site_packages(exported(images["api"]))
+    cuda_libraries = sorted(
+        p for p in site.rglob("*.so*") if p.name.startswith(("libcu", "libnv", "libnccl"))
+    )
+    version = (site / "torch" / "version.py").read_text()
+    index = os.environ.get("SEGSTREAM_IMAGES_TORCH_INDEX", CPU_INDEX)
+    if index.rstrip("/") != CPU_INDEX and "cuda: Optional[str] = None" not in version:
+        size = sum(p.stat().st_size for p in cuda_libraries) / 2**20
+        packages = sorted({p.relative_to(site).parts[0] for p in cuda_libraries})
+        pytest.skip(
+            f"torch came from {index} (PyTorch's CPU-only index, the Dockerfile's default, is "
+            f"not reachable here): its wheel brings {len(cuda_libraries)} CUDA libraries, "
+            f"{size:.0f} MiB, in {', '.join(packages)}"
+        )
+    assert not cuda_libraries, [str(p.relative_to(site)) for p in cuda_libraries]
+
+
 def test_ingest_image_serves_metrics_and_joins_its_group(
     images: Images,
     exported: Callable[[Image], Path],
@@ -361,56 +415,8 @@ def test_segment_image_serves_metrics_and_joins_its_group(
     assert len(members) == 1
 
 
-CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-
-
-def site_packages(rootfs: Path) -> Path:
-    (found,) = (rootfs / "opt" / "segstream" / "lib").glob("python3*/site-packages")
-    return found
-
-
-def needed(library: Path) -> set[str]:
-    """The shared libraries an ELF file names (readelf -d)."""
-    out = run("readelf", "-d", str(library))
-    return {line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line}
-
-
-def ops_library(rootfs: Path) -> Path:
-    library = site_packages(rootfs) / "cuda_ext" / "_build" / "segstream_ops.so"
-    assert library.is_file(), f"the image has no compiled ops at {library.relative_to(rootfs)}"
-    return library
-
-
-def test_cpu_images_compiled_ops_are_cpu_only(
-    images: Images, exported: Callable[[Image], Path]
-) -> None:
-    names = needed(ops_library(exported(images["api"])))
-    assert "libtorch_cpu.so" in names, names
-    assert not {n for n in names if "cuda" in n}, names
-
-
 def test_cuda_image_compiled_ops_hold_the_cuda_kernels(
     images: Images, exported: Callable[[Image], Path]
 ) -> None:
     names = needed(ops_library(exported(images[CUDA_TARGET])))
     assert {"libtorch_cuda.so", "libcudart.so.13"} <= names, names
-
-
-def test_cpu_images_carry_no_cuda_libraries(
-    images: Images, exported: Callable[[Image], Path]
-) -> None:
-    site = site_packages(exported(images["api"]))
-    cuda_libraries = sorted(
-        p for p in site.rglob("*.so*") if p.name.startswith(("libcu", "libnv", "libnccl"))
-    )
-    version = (site / "torch" / "version.py").read_text()
-    index = os.environ.get("SEGSTREAM_IMAGES_TORCH_INDEX", CPU_INDEX)
-    if index.rstrip("/") != CPU_INDEX and "cuda: Optional[str] = None" not in version:
-        size = sum(p.stat().st_size for p in cuda_libraries) / 2**20
-        packages = sorted({p.relative_to(site).parts[0] for p in cuda_libraries})
-        pytest.skip(
-            f"torch came from {index} (PyTorch's CPU-only index, the Dockerfile's default, is "
-            f"not reachable here): its wheel brings {len(cuda_libraries)} CUDA libraries, "
-            f"{size:.0f} MiB, in {', '.join(packages)}"
-        )
-    assert not cuda_libraries, [str(p.relative_to(site)) for p in cuda_libraries]
