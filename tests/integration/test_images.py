@@ -6,8 +6,8 @@ the API answers /healthz and /readyz, each worker serves /metrics and joins its 
 group. The CPU images carry no CUDA library where they were built from a CPU-only torch index,
 and the CUDA image's compiled ops hold the CUDA kernels.
 
-Runs where ``scripts/images.sh`` points it at the images (``SEGSTREAM_IMAGES_DIR``, which CI's
-.ci/run does); skipped elsewhere, naming the script. Needs root (mount, chroot).
+Runs where ``scripts/images.sh`` points it at the images (``SEGSTREAM_IMAGES_DIR``, which
+the script sets); skipped elsewhere, naming the script. Needs root (mount, chroot).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ START_TIMEOUT = 300.0  # a segment worker loads its model and compiles its warm-
 
 if IMAGES_DIR is None:
     pytest.skip(
-        "the images are built and started by scripts/images.sh (CI's .ci/run runs it); "
+        "the images are built and started by scripts/images.sh (run by hand: docs/deploy.md); "
         "SEGSTREAM_IMAGES_DIR is not set",
         allow_module_level=True,
     )
