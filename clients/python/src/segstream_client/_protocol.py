@@ -23,7 +23,13 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from segstream_client.events import DecodeError
+from segstream_client.events import (
+    AnalyticsEvent,
+    DecodeError,
+    MaskEvent,
+    analytics_event_of,
+    mask_event_of,
+)
 
 E = TypeVar("E")
 
@@ -168,6 +174,39 @@ class Cursor(Generic[E]):
             raise DecodeError(f"event {entry}: {exc}") from exc
         self.last = entry
         return Received(entry, event)
+
+
+def mask_cursor(
+    stream_id: str,
+    from_id: str | None,
+    classes: Sequence[str] | None,
+    min_score: float | None,
+    zone: Sequence[float] | None,
+) -> Cursor[MaskEvent]:
+    """A subscription to a stream's mask events (the blocking and asyncio clients' alike)."""
+    return Cursor(
+        stream_path(stream_id, "events"),
+        mask_event_of,
+        mask_filters(classes, min_score, zone),
+        from_id,
+    )
+
+
+def analytics_cursor(
+    stream_id: str,
+    from_id: str | None,
+    types: Sequence[str] | None,
+    zones: Sequence[str] | None,
+    lines: Sequence[str] | None,
+    labels: Sequence[str] | None,
+) -> Cursor[AnalyticsEvent]:
+    """A subscription to a stream's analytics events (both clients alike)."""
+    return Cursor(
+        stream_path(stream_id, "analytics", "events"),
+        analytics_event_of,
+        analytics_filters(types, zones, lines, labels),
+        from_id,
+    )
 
 
 @dataclass

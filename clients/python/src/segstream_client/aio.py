@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from segstream_client import _protocol as p
 from segstream_client._protocol import Received
-from segstream_client.events import AnalyticsEvent, MaskEvent, analytics_event_of, mask_event_of
+from segstream_client.events import AnalyticsEvent, MaskEvent
 
 E = TypeVar("E")
 
@@ -103,12 +103,7 @@ class AsyncClient:
         """``async for item in client.subscribe(...)``: as :meth:`Client.subscribe`. Leaving
         the loop early closes the connection when the generator is closed
         (``contextlib.aclosing``, or when it is collected)."""
-        cursor = p.Cursor(
-            p.stream_path(stream_id, "events"),
-            mask_event_of,
-            p.mask_filters(classes, min_score, zone),
-            from_id,
-        )
+        cursor = p.mask_cursor(stream_id, from_id, classes, min_score, zone)
         return self.follow(cursor, max_backoff_s=max_backoff_s, receive_timeout_s=receive_timeout_s)
 
     def subscribe_analytics(
@@ -125,12 +120,7 @@ class AsyncClient:
     ) -> AsyncGenerator[Received[AnalyticsEvent], None]:
         """``async for item in client.subscribe_analytics(...)``: as
         :meth:`Client.subscribe_analytics`."""
-        cursor = p.Cursor(
-            p.stream_path(stream_id, "analytics", "events"),
-            analytics_event_of,
-            p.analytics_filters(types, zones, lines, labels),
-            from_id,
-        )
+        cursor = p.analytics_cursor(stream_id, from_id, types, zones, lines, labels)
         return self.follow(cursor, max_backoff_s=max_backoff_s, receive_timeout_s=receive_timeout_s)
 
     async def follow(

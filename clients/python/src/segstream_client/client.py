@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 
 from segstream_client import _protocol as p
 from segstream_client._protocol import Received
-from segstream_client.events import AnalyticsEvent, MaskEvent, analytics_event_of, mask_event_of
+from segstream_client.events import AnalyticsEvent, MaskEvent
 
 E = TypeVar("E")
 
@@ -101,12 +101,7 @@ class Client:
         reconnecting and resuming by itself. ``receive_timeout_s``: stop when no event comes
         for that long (None: wait for ever). Raises ApiError for what retrying will not fix,
         DecodeError for an event this codec cannot read."""
-        cursor = p.Cursor(
-            p.stream_path(stream_id, "events"),
-            mask_event_of,
-            p.mask_filters(classes, min_score, zone),
-            from_id,
-        )
+        cursor = p.mask_cursor(stream_id, from_id, classes, min_score, zone)
         return self.follow(cursor, max_backoff_s=max_backoff_s, receive_timeout_s=receive_timeout_s)
 
     def subscribe_analytics(
@@ -125,12 +120,7 @@ class Client:
         its mask events: of these ``types`` (``zone.enter``, ``zone.exit``, ``zone.loiter``,
         ``line.cross``), of these ``zones`` or ``lines`` (naming any: only their events), of
         tracks with these ``labels``; None: any."""
-        cursor = p.Cursor(
-            p.stream_path(stream_id, "analytics", "events"),
-            analytics_event_of,
-            p.analytics_filters(types, zones, lines, labels),
-            from_id,
-        )
+        cursor = p.analytics_cursor(stream_id, from_id, types, zones, lines, labels)
         return self.follow(cursor, max_backoff_s=max_backoff_s, receive_timeout_s=receive_timeout_s)
 
     def follow(
