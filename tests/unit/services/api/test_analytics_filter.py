@@ -10,13 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from services.api.app import create_app
 from services.api.filters import AnalyticsFilter, FilterError
 from services.api.subscriptions import analytics_filter
 from services.common.events import AnalyticsEvent, encode_analytics
-from services.common.settings import ApiToken, Settings
-from services.infra.process import free_port
-from tests.unit.services.api.test_errors import AUTH, DOOR, TOKEN, MemoryTable
+from tests.unit.services.api.test_errors import AUTH, DOOR, TOKEN, MemoryTable, served
 
 FRAME = {"stream_id": "door", "seq": 1, "pts": 0.2, "captured_at": 1.0, "published_at": 1.1}
 
@@ -87,13 +84,7 @@ def test_bad_parameters_are_named(args: tuple[str | None, ...], field: str) -> N
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    settings = Settings(
-        redis_url=None,
-        redis_port=free_port(),
-        api_tokens=[ApiToken(name="op", token=TOKEN, scopes=("streams:write", "events:read"))],
-    )
-    app = create_app(settings, table=MemoryTable(DOOR))  # type: ignore[arg-type]
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with served(MemoryTable(DOOR)) as c:
         yield c
 
 

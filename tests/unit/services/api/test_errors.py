@@ -5,6 +5,7 @@ written). The registry view is an in-memory stand-in; Redis is a port where noth
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -58,15 +59,21 @@ def table() -> MemoryTable:
     return MemoryTable(DOOR)
 
 
-@pytest.fixture
-def client(table: MemoryTable) -> Iterator[TestClient]:
-    """The app with its Redis on a free port: every Redis call is refused."""
+@contextlib.contextmanager
+def served(table: MemoryTable) -> Iterator[TestClient]:
+    """The app over ``table`` with its Redis on a free port: every Redis call is refused."""
     settings = Settings(
         redis_url=None,
         redis_port=free_port(),
         api_tokens=[ApiToken(name="op", token=TOKEN, scopes=("streams:write", "events:read"))],
     )
     with TestClient(create_app(settings, table=table), raise_server_exceptions=False) as c:  # type: ignore[arg-type]
+        yield c
+
+
+@pytest.fixture
+def client(table: MemoryTable) -> Iterator[TestClient]:
+    with served(table) as c:
         yield c
 
 

@@ -13,12 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from services.api.app import create_app
 from services.api.streams import counts_of
-from services.common.settings import ApiToken, Settings
 from services.common.streams import LineSpec, StreamSpec, ZoneSpec, decode_spec
-from services.infra.process import free_port
-from tests.unit.services.api.test_errors import AUTH, DOOR, MODEL, TOKEN, MemoryTable
+from tests.unit.services.api.test_errors import AUTH, DOOR, MODEL, MemoryTable, served
 
 SQUARE = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4], [0.1, 0.4]]
 BOWTIE = [[0.1, 0.1], [0.4, 0.4], [0.4, 0.1], [0.1, 0.4]]  # crosses itself
@@ -31,12 +28,7 @@ def table() -> MemoryTable:
 
 @pytest.fixture
 def client(table: MemoryTable) -> Iterator[TestClient]:
-    settings = Settings(
-        redis_url=None,
-        redis_port=free_port(),
-        api_tokens=[ApiToken(name="op", token=TOKEN, scopes=("streams:write", "events:read"))],
-    )
-    with TestClient(create_app(settings, table=table), raise_server_exceptions=False) as c:  # type: ignore[arg-type]
+    with served(table) as c:
         yield c
 
 
