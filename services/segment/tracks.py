@@ -47,9 +47,7 @@ from segcore.tracking.analytics import Analytics, AnalyticsStateError, Line, Tra
 from services.common.events import (
     AnalyticsEvent,
     MaskEvent,
-    decode_event,
     encode_analytics,
-    encode_event,
 )
 from services.common.redis import entry_id
 
@@ -156,9 +154,12 @@ class StreamTracks:
 
     def track(self, events: Sequence[MaskEvent]) -> list[TrackedFrame]:
         """The frames' events with their track ids, in the order given. The tracker sees
-        each event as subscribers will (through the codec, its numbers rounded as
-        published), so a replay of the published events tracks exactly alike."""
-        events = [decode_event(encode_event(event)) for event in events]
+        each instance as subscribers will (``Instance.published``: its numbers rounded as
+        the codec writes them), so a replay of the published events tracks exactly alike."""
+        events = [
+            dataclasses.replace(event, instances=tuple(i.published() for i in event.instances))
+            for event in events
+        ]
         # Streams the registry no longer holds are not tracked, and their state is read
         # again when they are back (one restored without their zones would lose counts).
         unknown = {e.stream_id for e in events if self.geometry(e.stream_id) is None}

@@ -4,6 +4,7 @@ it, and a value that is not an id is named."""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -63,3 +64,14 @@ def test_a_bad_track_id_is_named(bad: object) -> None:
     data["instances"][1]["track_id"] = bad
     with pytest.raises(DecodeError, match=r"^instances\[1\]\.track_id: must be an int >= 0"):
         decode_event(json.dumps(data))
+
+
+def test_published_is_what_the_json_reads_back() -> None:
+    """``Instance.published`` rounds as the codec writes: the tracker relies on it to see
+    instances exactly as subscribers (and a replay) do."""
+    rng = random.Random(7)
+    for _ in range(200):
+        box = tuple(rng.uniform(-5, 2000) for _ in range(4))
+        inst = Instance("car", 2, rng.random(), box, (1080, 1920), "PQ0", track_id=3)  # type: ignore[arg-type]
+        event = MaskEvent("cam", 1, 0.5, 1.7e9, 1.7e9, "m", 1920, 1080, (inst,))
+        assert decode_event(encode_event(event)).instances[0] == inst.published()

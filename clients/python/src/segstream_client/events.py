@@ -16,6 +16,7 @@ each has an ``*_of(parsed JSON)`` for a subscription's messages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,10 @@ VERSION = 1
 
 class DecodeError(ValueError):
     """Bytes that are not a valid event, with what was wrong."""
+
+
+SCORE_DIGITS = 4  # decimals of an instance's score in its JSON
+BOX_DIGITS = 1  # decimals of its box's pixel coordinates
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,20 @@ class Instance:
     mask_counts: str
     track_id: int | None = None
 
+    def published(self) -> Instance:
+        """The instance as its JSON reads back: score and box rounded as :meth:`to_json`
+        writes them."""
+        x1, y1, x2, y2 = (round(v, BOX_DIGITS) for v in self.box)
+        return dataclasses.replace(
+            self, score=round(self.score, SCORE_DIGITS), box=(x1, y1, x2, y2)
+        )
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "label": self.label,
             "class_id": self.class_id,
-            "score": round(self.score, 4),
-            "box": [round(v, 1) for v in self.box],
+            "score": round(self.score, SCORE_DIGITS),
+            "box": [round(v, BOX_DIGITS) for v in self.box],
             "mask": {"size": list(self.mask_size), "counts": self.mask_counts},
         }
         if self.track_id is not None:
